@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import AskPipelineDep, SettingsDep
+from app.api.schemas import AskRequest, AskResponse, RetrieveRequest, RetrieveResponse, Source
+from app.rag.pipeline import AskQuery
+
+router = APIRouter(prefix="/v1", tags=["ask"])
+
+
+@router.post("/ask", response_model=AskResponse)
+async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep) -> AskResponse:
+    """Answer a question from the collection's documents, with the passages behind the answer."""
+    result = await pipeline.run(
+        AskQuery(
+            question=body.question,
+            collection=body.collection,
+            top_k=body.top_k or settings.top_k,
+            prompt_mode=body.prompt_mode,
+            temperature=body.temperature,
+            max_tokens=body.max_tokens or settings.llm_default_max_tokens,
+        )
+    )
+    return AskResponse(
+        answer=result.answer,
+        grounded=result.grounded,
+        refused=result.refused,
+        sources=[Source.model_validate(p, from_attributes=True) for p in result.sources],
+        passages_dropped=result.passages_dropped,
+        prompt_mode=result.prompt_mode,
+        model=result.model,
+        usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
+        timings_ms=result.timings_ms,
+    )
+
+
+@router.post("/retrieve", response_model=RetrieveResponse)
+async def retrieve(
+    body: RetrieveRequest, pipeline: AskPipelineDep, settings: SettingsDep
+) -> RetrieveResponse:
+    """The passages most similar to the question, without asking the LLM."""
+    passages = await pipeline.retrieve(body.question, body.collection, body.top_k or settings.top_k)
+    return RetrieveResponse(
+        passages=[Source.model_validate(p, from_attributes=True) for p in passages]
+    )

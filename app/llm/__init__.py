@@ -1,0 +1,1 @@
+"""The LLM behind ragqa: an OpenAI-compatible chat completions server, reached over HTTP."""

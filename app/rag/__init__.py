@@ -1,0 +1,1 @@
+"""Retrieval-augmented answering: retrieve passages, build the prompt, pack it, ask the LLM."""

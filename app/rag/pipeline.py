@@ -1,0 +1,99 @@
+"""The ask pipeline: retrieve, pack the prompt, generate, judge groundedness. One ``run()``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from starlette.concurrency import run_in_threadpool
+
+from app.llm.client import LLMClient
+from app.rag.packing import ContextPacker
+from app.rag.prompts import PromptMode, is_refusal
+from app.rag.retrieval import Passage, Retriever
+
+
+@dataclass(frozen=True, slots=True)
+class AskQuery:
+    question: str
+    collection: str
+    top_k: int
+    prompt_mode: PromptMode
+    temperature: float
+    max_tokens: int
+
+
+@dataclass
+class AskResult:
+    answer: str
+    grounded: bool
+    refused: bool
+    sources: list[Passage]
+    passages_dropped: int
+    prompt_mode: PromptMode
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+# A short answer ends at its first blank line; small models otherwise go on to invent
+# further "passages" after the answer.
+ANSWER_STOP = ["\n\n"]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+class AskPipeline:
+    def __init__(
+        self, retriever: Retriever, packer: ContextPacker, llm: LLMClient, min_relevance: float
+    ):
+        self.retriever = retriever
+        self.packer = packer
+        self.llm = llm
+        self.min_relevance = min_relevance
+
+    async def retrieve(self, question: str, collection: str, top_k: int) -> list[Passage]:
+        return await run_in_threadpool(self.retriever.run, question, collection, top_k)
+
+    async def run(self, query: AskQuery) -> AskResult:
+        started = time.perf_counter()
+        passages = await self.retrieve(query.question, query.collection, query.top_k)
+        retrieved = time.perf_counter()
+
+        packed = await self.packer.pack(
+            query.prompt_mode, query.question, passages, query.max_tokens
+        )
+        generating = time.perf_counter()
+        completion = await self.llm.chat(
+            packed.messages,
+            temperature=query.temperature,
+            max_tokens=query.max_tokens,
+            stop=ANSWER_STOP,
+        )
+        done = time.perf_counter()
+
+        refused = is_refusal(completion.text)
+        # Evidence: at least one passage the model saw is similar enough to the question.
+        has_evidence = any(p.score >= self.min_relevance for p in packed.passages)
+        return AskResult(
+            answer=completion.text,
+            grounded=has_evidence and not refused,
+            refused=refused,
+            sources=packed.passages,
+            passages_dropped=packed.dropped,
+            prompt_mode=query.prompt_mode,
+            model=completion.model,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            finish_reason=completion.finish_reason,
+            timings_ms={
+                "retrieve": _ms(retrieved - started),
+                "pack": _ms(generating - retrieved),
+                "generate": _ms(done - generating),
+                "total": _ms(done - started),
+            },
+        )

@@ -1,0 +1,37 @@
+"""Splitting document text into chunks that remember where they start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from app.core.store import SplitterInfo
+
+# Paragraphs, lines, then sentence ends (Latin and CJK), then words.
+SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "다. ", "。", " ", ""]
+
+
+@dataclass(frozen=True, slots=True)
+class TextPiece:
+    start: int
+    text: str
+
+
+class TextSplitter:
+    def __init__(self, chunk_size: int, chunk_overlap: int):
+        self.info = SplitterInfo(
+            name="recursive_character", chunk_size=chunk_size, chunk_overlap=chunk_overlap
+        )
+        self._splitter = RecursiveCharacterTextSplitter(
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            separators=SEPARATORS,
+            keep_separator="end",
+            add_start_index=True,
+            strip_whitespace=True,
+        )
+
+    def split(self, text: str) -> list[TextPiece]:
+        docs = self._splitter.create_documents([text])
+        return [TextPiece(d.metadata["start_index"], d.page_content) for d in docs]
