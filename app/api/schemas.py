@@ -26,7 +26,7 @@ class RetrieveRequest(BaseModel):
 
 
 class AskRequest(RetrieveRequest):
-    prompt_mode: PromptMode = PromptMode.few_shot
+    prompt_mode: PromptMode = PromptMode.one_shot
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int | None = Field(
         None, ge=1, le=2048, description="answer length cap; default from settings"

@@ -1,0 +1,135 @@
+"""The index format: round trip, no pickle, atomic versions, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core import store as store_module
+from app.core.store import (
+    Chunk,
+    CollectionCache,
+    CollectionIndex,
+    CollectionNotFound,
+    DocumentEntry,
+    EmbeddingInfo,
+    IndexStore,
+    InvalidCollectionName,
+    Manifest,
+    SplitterInfo,
+    new_faiss_index,
+)
+
+DIM = 8
+
+
+def make_collection(name: str, n: int, seed: int = 0) -> CollectionIndex:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = new_faiss_index(DIM)
+    ids = np.arange(n, dtype=np.int64)
+    index.add_with_ids(vectors, ids)
+    chunks = {i: Chunk(i, f"doc{i % 3}.txt", 10 * i, f"chunk text {i} with ünïcode 한국어") for i in range(n)}
+    docs = {
+        f"doc{d}.txt": DocumentEntry(sha256=f"{d:064x}", chunk_ids=[i for i in range(n) if i % 3 == d])
+        for d in range(3)
+    }
+    manifest = Manifest(
+        collection=name,
+        embedding=EmbeddingInfo(model="test-model", dim=DIM),
+        splitter=SplitterInfo(name="test", chunk_size=100, chunk_overlap=10),
+        documents=docs,
+        next_chunk_id=n,
+    )
+    return CollectionIndex(manifest, index, chunks)
+
+
+def test_round_trip_gives_identical_search(tmp_path):
+    store = IndexStore(tmp_path)
+    original = make_collection("docs", 50)
+    version = store.write(original)
+
+    loaded = store.load("docs")
+    assert loaded.version == version
+    assert loaded.chunks == original.chunks
+    assert loaded.manifest.documents == original.manifest.documents
+    query = original.vectors_for([7])[0]
+    before = original.search(query, 10)
+    after = loaded.search(query, 10)
+    assert [(h.chunk.id, h.score) for h in after] == [(h.chunk.id, h.score) for h in before]
+    assert after[0].chunk.id == 7 and after[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_folder_holds_no_pickle(tmp_path):
+    IndexStore(tmp_path).write(make_collection("docs", 20))
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"CURRENT", "manifest.json", "index.faiss", "chunks.jsonl"}
+    for path in files:
+        assert path.suffix not in {".pkl", ".pickle"}
+        head = path.read_bytes()[:2]
+        # Pickle protocols 2-5 start with 0x80 and the protocol number.
+        assert not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5), path
+
+
+def test_new_version_swaps_in_and_old_ones_are_pruned(tmp_path):
+    store = IndexStore(tmp_path)
+    versions = [store.write(make_collection("docs", 5 + i, seed=i)) for i in range(4)]
+    assert store.current_version("docs") == versions[-1]
+    assert store.load("docs").index.ntotal == 8
+    on_disk = sorted(p.name for p in (tmp_path / "docs").iterdir() if p.name.startswith("v"))
+    assert on_disk == sorted(versions[-2:])  # the live one and one previous
+
+
+def test_failed_write_leaves_previous_version_live(tmp_path, monkeypatch):
+    store = IndexStore(tmp_path)
+    good = store.write(make_collection("docs", 10))
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_module, "_write_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        store.write(make_collection("docs", 30, seed=1))
+    monkeypatch.undo()
+
+    assert store.current_version("docs") == good
+    assert store.load("docs").index.ntotal == 10
+    assert not list((tmp_path / "docs").glob(".tmp-*"))
+
+
+def test_unknown_collection_lists_known_ones(tmp_path):
+    store = IndexStore(tmp_path)
+    store.write(make_collection("alpha", 3))
+    store.write(make_collection("beta", 3))
+    with pytest.raises(CollectionNotFound) as excinfo:
+        store.load("gamma")
+    assert "alpha" in str(excinfo.value) and "beta" in str(excinfo.value)
+    assert store.list_collections() == ["alpha", "beta"]
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "", ".hidden", "x" * 65, "a..b"])
+def test_collection_names_cannot_escape_the_index_dir(tmp_path, name):
+    with pytest.raises(InvalidCollectionName):
+        IndexStore(tmp_path).collection_dir(name)
+
+
+def test_cache_reloads_when_a_new_version_goes_live(tmp_path):
+    store = IndexStore(tmp_path)
+    store.write(make_collection("docs", 5))
+    cache = CollectionCache(store)
+    first = cache.get("docs")
+    assert cache.get("docs") is first  # unchanged version: no reload
+    store.write(make_collection("docs", 9, seed=2))
+    second = cache.get("docs")
+    assert second is not first and second.index.ntotal == 9
+    assert first.index.ntotal == 5  # a reader holding the old version is unaffected
+
+
+def test_delete_removes_the_collection(tmp_path):
+    store = IndexStore(tmp_path)
+    store.write(make_collection("docs", 5))
+    store.delete("docs")
+    assert store.list_collections() == []
+    with pytest.raises(CollectionNotFound):
+        store.load("docs")
