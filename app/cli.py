@@ -116,6 +116,101 @@ def serve(
             embedded.stop()
 
 
+@cli.command("eval")
+def eval_(
+    questions: Annotated[Path, typer.Argument(help="questions.jsonl (shared/eval format)")],
+    collection: Annotated[str, typer.Option(help="collection holding the questions' documents")],
+    out: Annotated[Path | None, typer.Option(help="report JSON; a PNG is written beside it")] = None,
+    prompt_mode: Annotated[str, typer.Option(help="zero_shot, one_shot or few_shot")] = "one_shot",
+    top_k: Annotated[int | None, typer.Option(help="passages per answer; default RAGQA_TOP_K")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="answer length cap")] = None,
+    closed_book: Annotated[bool, typer.Option(help="also ask with no passages, and compare")] = False,
+    retrieval_only: Annotated[bool, typer.Option(help="score retrieval only; no LLM")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N questions")] = None,
+    url: Annotated[str | None, typer.Option(help="a running ragqa server; default in-process")] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="questions in flight; the embedded LLM serves one at a time")
+    ] = 1,
+    index_dir: Annotated[Path | None, typer.Option(help="default: RAGQA_INDEX_DIR")] = None,
+) -> None:
+    """Score retrieval and answers on a question set, through the same pipeline as /v1/ask."""
+    import asyncio
+
+    from app.evaluation import report as reports
+    from app.evaluation.runner import EvalConfig, EvalError, EvalRun, HttpBackend, load_questions
+    from app.rag.prompts import PromptMode
+
+    settings = _settings(index_dir)
+    try:
+        mode = PromptMode(prompt_mode)
+    except ValueError:
+        err.print(f"[red]unknown prompt mode {prompt_mode!r}:[/red] use {', '.join(PromptMode)}")
+        raise typer.Exit(2) from None
+    config = EvalConfig(
+        collection=collection,
+        prompt_mode=mode,
+        top_k=top_k or settings.top_k,
+        max_tokens=max_tokens or settings.llm_default_max_tokens,
+        closed_book=closed_book,
+        retrieval_only=retrieval_only,
+        concurrency=concurrency,
+    )
+    out = out or Path("reports") / f"eval-{collection}-{mode}.json"
+    progress = Progress(
+        TextColumn("questions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+    task = progress.add_task("eval", total=None)
+
+    async def run_in_process(evaluation: EvalRun) -> dict:
+        from contextlib import nullcontext
+
+        from app.api.services import Services
+        from app.evaluation.runner import InProcessBackend
+        from app.llm.embedded import llm_for
+
+        if retrieval_only:  # Services wants an LLM URL, but nothing will call it
+            unused = settings.llm_base_url or "http://127.0.0.1:9/v1"
+            llm = nullcontext(settings.model_copy(update={"llm_base_url": unused}))
+        else:
+            llm = llm_for(settings)
+        with llm as ready:
+            services = Services.build(ready)
+            try:
+                return await evaluation.run(InProcessBackend(services))
+            finally:
+                await services.aclose()
+
+    async def run_over_http(evaluation: EvalRun) -> dict:
+        backend = HttpBackend(url)
+        try:
+            return await evaluation.run(backend)
+        finally:
+            await backend.aclose()
+
+    try:
+        evaluation = EvalRun(
+            questions,
+            load_questions(questions, limit),
+            config,
+            limit=limit,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+        with progress:
+            result = asyncio.run(run_over_http(evaluation) if url else run_in_process(evaluation))
+    except Exception as exc:
+        from app.core.store import StoreError
+        from app.llm.embedded import EmbeddedLLMError
+
+        if not isinstance(exc, (EvalError, StoreError, EmbeddedLLMError, ValueError)):
+            raise
+        err.print(f"[red]eval failed:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    reports.write_json(result, out)
+    reports.plot(result, out.with_suffix(".png"))
+    print(reports.markdown(result))
+    err.print(f"report: {out}  plot: {out.with_suffix('.png')}")
+
+
 def main() -> None:
     cli()
 

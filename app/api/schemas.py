@@ -31,6 +31,9 @@ class AskRequest(RetrieveRequest):
     max_tokens: int | None = Field(
         None, ge=1, le=2048, description="answer length cap; default from settings"
     )
+    closed_book: bool = Field(
+        False, description="ask the LLM with no passages (an evaluation baseline)"
+    )
 
 
 class Source(BaseModel):

@@ -17,9 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from app.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +140,19 @@ class EmbeddedLLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextmanager
+def llm_for(settings: Settings) -> Iterator[Settings]:
+    """The settings with an LLM to talk to: as given, or with a freshly started embedded server
+    when RAGQA_LLM_BASE_URL is unset (stopped again on exit)."""
+    if settings.llm_base_url is not None:
+        yield settings
+        return
+    with EmbeddedLLMServer(
+        model_path=settings.embedded_llm_gguf,
+        alias=settings.llm_model,
+        n_ctx=settings.llm_context_window,
+        start_timeout_s=settings.embedded_llm_start_timeout_s,
+    ) as server:
+        yield settings.model_copy(update={"llm_base_url": server.base_url})

@@ -55,10 +55,16 @@ class ContextPacker:
         return len(text.encode("utf-8"))  # byte-level tokenizers never exceed one token per byte
 
     async def pack(
-        self, mode: PromptMode, question: str, passages: list[Passage], max_tokens: int
+        self,
+        mode: PromptMode,
+        question: str,
+        passages: list[Passage],
+        max_tokens: int,
+        *,
+        closed_book: bool = False,
     ) -> PackedPrompt:
         budget = await self.context_window() - max_tokens - SAFETY_MARGIN
-        skeleton = render_messages(mode, question, context="")
+        skeleton = render_messages(mode, question, context="", closed_book=closed_book)
         used = sum([await self.count(m.content) for m in skeleton]) + TEMPLATE_TOKENS_PER_MESSAGE * len(skeleton)
         if used > budget:
             raise PromptTooLong(
@@ -74,5 +80,7 @@ class ContextPacker:
             used += cost
             kept.append(passage)
         context = format_passages([p.text for p in kept], [p.doc for p in kept])
-        messages = to_openai_messages(render_messages(mode, question, context))
+        messages = to_openai_messages(
+            render_messages(mode, question, context, closed_book=closed_book)
+        )
         return PackedPrompt(messages, kept, len(passages) - len(kept), used)

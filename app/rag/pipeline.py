@@ -21,6 +21,8 @@ class AskQuery:
     prompt_mode: PromptMode
     temperature: float
     max_tokens: int
+    # Ask the LLM with no passages (the evaluation's baseline); retrieval is skipped.
+    closed_book: bool = False
 
 
 @dataclass
@@ -61,11 +63,19 @@ class AskPipeline:
 
     async def run(self, query: AskQuery) -> AskResult:
         started = time.perf_counter()
-        passages = await self.retrieve(query.question, query.collection, query.top_k)
+        passages = (
+            []
+            if query.closed_book
+            else await self.retrieve(query.question, query.collection, query.top_k)
+        )
         retrieved = time.perf_counter()
 
         packed = await self.packer.pack(
-            query.prompt_mode, query.question, passages, query.max_tokens
+            query.prompt_mode,
+            query.question,
+            passages,
+            query.max_tokens,
+            closed_book=query.closed_book,
         )
         generating = time.perf_counter()
         completion = await self.llm.chat(

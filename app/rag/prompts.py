@@ -35,6 +35,15 @@ SYSTEM_MESSAGE = (
 )
 QUESTION_MESSAGE = "Passages:\n{context}\n\nQuestion: {question}"
 
+# Closed-book: the same model asked with no passages, to measure what retrieval adds.
+# It refuses with the same sentence, so is_refusal() scores both sides alike.
+CLOSED_BOOK_SYSTEM_MESSAGE = (
+    "You answer questions from your own knowledge.\n"
+    "- Answer briefly.\n"
+    f"- If you do not know the answer, reply with exactly this sentence: {REFUSAL}"
+)
+CLOSED_BOOK_QUESTION_MESSAGE = "Question: {question}"
+
 SHOTS = {PromptMode.zero_shot: 0, PromptMode.one_shot: 1, PromptMode.few_shot: 4}
 
 
@@ -73,23 +82,36 @@ def exemplars_for(mode: PromptMode) -> list[Exemplar]:
 
 
 @lru_cache
-def chat_prompt(mode: PromptMode) -> ChatPromptTemplate:
-    messages: list = [("system", SYSTEM_MESSAGE)]
+def chat_prompt(mode: PromptMode, closed_book: bool = False) -> ChatPromptTemplate:
+    system = CLOSED_BOOK_SYSTEM_MESSAGE if closed_book else SYSTEM_MESSAGE
+    question_message = CLOSED_BOOK_QUESTION_MESSAGE if closed_book else QUESTION_MESSAGE
+    messages: list = [("system", system)]
     shots = exemplars_for(mode)
     if shots:
+        examples = [e.as_variables() for e in shots]
+        if closed_book:  # the exemplars' answers without their passages and citations
+            examples = [{**e, "answer": _CITATION.sub("", e["answer"]).strip()} for e in examples]
         messages.append(
             FewShotChatMessagePromptTemplate(
-                examples=[e.as_variables() for e in shots],
+                examples=examples,
                 example_prompt=ChatPromptTemplate.from_messages(
-                    [("human", QUESTION_MESSAGE), ("ai", "{answer}")]
+                    [("human", question_message), ("ai", "{answer}")]
                 ),
             )
         )
-    messages.append(("human", QUESTION_MESSAGE))
+    messages.append(("human", question_message))
     return ChatPromptTemplate.from_messages(messages)
 
 
-def render_messages(mode: PromptMode, question: str, context: str) -> list[BaseMessage]:
+_CITATION = re.compile(r"\s*\[\d+\]")
+
+
+def render_messages(
+    mode: PromptMode, question: str, context: str, *, closed_book: bool = False
+) -> list[BaseMessage]:
+    """The chat messages for one question; ``closed_book`` asks without passages."""
+    if closed_book:
+        return chat_prompt(mode, True).format_messages(question=question)
     return chat_prompt(mode).format_messages(context=context, question=question)
 
 

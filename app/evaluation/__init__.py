@@ -1,0 +1,1 @@
+"""Measuring ragqa: retrieval and answer quality on question sets (``ragqa eval``)."""
