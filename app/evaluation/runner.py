@@ -427,6 +427,7 @@ class EvalRun:
 
     async def run(self, backend: Backend) -> dict:
         environment = await backend.describe(self.config.collection)
+        code = git_commit(Path(__file__).resolve().parents[2])  # the code that runs, read before
         semaphore = asyncio.Semaphore(self.config.concurrency)
         done = 0
 
@@ -457,7 +458,7 @@ class EvalRun:
                 "seed": None,
                 "temperature": self.config.temperature,
                 "llm_models": llm_models,
-                "git": git_commit(Path(__file__).resolve().parents[2]),
+                "git": code,
                 **environment,
             },
             "aggregate": aggregate(records),
