@@ -127,6 +127,8 @@ def eval_(
     closed_book: Annotated[bool, typer.Option(help="also ask with no passages, and compare")] = False,
     retrieval_only: Annotated[bool, typer.Option(help="score retrieval only; no LLM")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="only the first N questions")] = None,
+    sample: Annotated[int | None, typer.Option(min=1, help="N questions drawn with --seed")] = None,
+    seed: Annotated[int, typer.Option(help="seed of --sample")] = 0,
     url: Annotated[str | None, typer.Option(help="a running ragqa server; default in-process")] = None,
     concurrency: Annotated[
         int, typer.Option(min=1, help="questions in flight; the embedded LLM serves one at a time")
@@ -190,9 +192,11 @@ def eval_(
     try:
         evaluation = EvalRun(
             questions,
-            load_questions(questions, limit),
+            load_questions(questions, limit, sample, seed),
             config,
             limit=limit,
+            sample=sample,
+            seed=seed,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
         with progress:

@@ -10,6 +10,7 @@ import asyncio
 import csv
 import hashlib
 import json
+import random
 import subprocess
 import time
 from collections.abc import Callable
@@ -62,8 +63,14 @@ def _read_qrels(path: Path) -> dict[str, dict[str, float]]:
     return qrels
 
 
-def load_questions(path: Path, limit: int | None = None) -> list[EvalQuestion]:
-    """The questions.jsonl format of shared/eval, plus BEIR-style relevance if present."""
+def load_questions(
+    path: Path, limit: int | None = None, sample: int | None = None, seed: int = 0
+) -> list[EvalQuestion]:
+    """The questions.jsonl format of shared/eval, plus BEIR-style relevance if present.
+
+    ``limit`` keeps the first N; ``sample`` keeps N drawn with ``seed``, in file order (the
+    shared files are grouped by document, so their first lines cover few documents).
+    """
     if not path.is_file():
         raise EvalError(f"question file not found: {path}")
     qrels_path = path.with_name("qrels.tsv")
@@ -95,6 +102,9 @@ def load_questions(path: Path, limit: int | None = None) -> list[EvalQuestion]:
             break
     if not questions:
         raise EvalError(f"{path} holds no questions")
+    if sample is not None and sample < len(questions):
+        keep = set(random.Random(seed).sample(range(len(questions)), sample))
+        questions = [q for i, q in enumerate(questions) if i in keep]
     return questions
 
 
@@ -423,6 +433,8 @@ class EvalRun:
     questions: list[EvalQuestion]
     config: EvalConfig
     limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
     on_progress: Callable[[int, int], None] | None = field(default=None, repr=False)
 
     async def run(self, backend: Backend) -> dict:
@@ -453,9 +465,10 @@ class EvalRun:
                 "questions_file": str(self.questions_path),
                 "questions_sha256": _sha256(self.questions_path),
                 "limit": self.limit,
+                "sample": self.sample,
                 "config": {**asdict(self.config), "prompt_mode": str(self.config.prompt_mode)},
-                # Greedy decoding and file-order questions: nothing in the run is random.
-                "seed": None,
+                # Only --sample draws at random; decoding is greedy (temperature 0).
+                "seed": self.seed,
                 "temperature": self.config.temperature,
                 "llm_models": llm_models,
                 "git": code,

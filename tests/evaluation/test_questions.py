@@ -58,3 +58,13 @@ def test_bad_files_are_refused(tmp_path, content):
 def test_missing_file(tmp_path):
     with pytest.raises(EvalError, match="not found"):
         load_questions(tmp_path / "nope.jsonl")
+
+
+def test_sample_is_seeded_and_keeps_file_order(tmp_path):
+    path = tmp_path / "questions.jsonl"
+    write_jsonl(path, [{"id": str(i), "question": f"Q{i}?", "answers": ["x"]} for i in range(50)])
+    first = [q.id for q in load_questions(path, sample=10, seed=7)]
+    assert first == [q.id for q in load_questions(path, sample=10, seed=7)]
+    assert first != [q.id for q in load_questions(path, sample=10, seed=8)]
+    assert len(first) == 10 and first == sorted(first, key=int)
+    assert len(load_questions(path, sample=500)) == 50
