@@ -32,6 +32,10 @@ class TextSplitter:
             strip_whitespace=True,
         )
 
+    @classmethod
+    def from_info(cls, info: SplitterInfo) -> TextSplitter:
+        return cls(info.chunk_size, info.chunk_overlap)
+
     def split(self, text: str) -> list[TextPiece]:
         docs = self._splitter.create_documents([text])
         return [TextPiece(d.metadata["start_index"], d.page_content) for d in docs]
