@@ -351,10 +351,12 @@ class IngestJob:
             summary.near_duplicates = pairs[:MAX_NEAR_DUPLICATES_LISTED]
             if outliers:
                 summary.outliers = curation.outliers(updated)
-            if manifest is None or builder.added_ids or gone or summary.updated or not same_splitter:
+            # A first folder ingest creates the collection even if every file was skipped;
+            # an upload of nothing usable does not.
+            if summary.added or summary.updated or gone or (manifest is None and whole_folder):
                 summary.version = self.store.write(updated)
             else:
-                summary.version = manifest.version
+                summary.version = manifest.version if manifest else None
             summary.chunks = updated.manifest.chunk_count
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
