@@ -235,14 +235,20 @@ class IndexStore:
     def load(self, name: str) -> CollectionIndex:
         version_dir = self.collection_dir(name) / self._require_version(name)
         manifest = _read_manifest(version_dir)
-        index = faiss.read_index(str(version_dir / FAISS_FILE))
+        try:
+            index = faiss.read_index(str(version_dir / FAISS_FILE))
+        except RuntimeError as exc:  # faiss reports a missing or damaged file this way
+            raise CorruptCollection(f"cannot read {version_dir / FAISS_FILE}: {exc}") from exc
         chunks: dict[int, Chunk] = {}
-        with open(version_dir / CHUNKS_FILE, encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                chunks[row["id"]] = Chunk(
-                    row["id"], row["doc"], row["start"], row["text"], row.get("page")
-                )
+        try:
+            with open(version_dir / CHUNKS_FILE, encoding="utf-8") as f:
+                for line in f:
+                    row = json.loads(line)
+                    chunks[row["id"]] = Chunk(
+                        row["id"], row["doc"], row["start"], row["text"], row.get("page")
+                    )
+        except (ValueError, KeyError) as exc:
+            raise CorruptCollection(f"cannot read {version_dir / CHUNKS_FILE}: {exc}") from exc
         return CollectionIndex(manifest, index, chunks)
 
     @contextlib.contextmanager
