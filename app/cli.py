@@ -64,7 +64,7 @@ def ingest(
         with progress:
             summary = job.run(path, collection, prune=prune, outliers=outliers, on_progress=on_progress)
     except (IngestError, StoreError, ValueError) as exc:
-        err.print(f"[red]ingest failed:[/red] {exc}")
+        err.print(f"[red]ingest failed:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
 
     table = Table(title=f"ingested {path} into {collection!r}")
@@ -180,7 +180,7 @@ def collections_delete(
             typer.confirm(f"delete collection {name!r} in {store.root}?", abort=True)
         store.delete(name)
     except StoreError as exc:
-        err.print(f"[red]cannot delete:[/red] {exc}")
+        err.print(f"[red]cannot delete:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
     err.print(f"deleted collection {name!r}")
 

@@ -115,9 +115,13 @@ def discover(folder: Path) -> tuple[list[tuple[str, Path]], list[dict[str, str]]
             if name.startswith("."):
                 passed_over.append({"path": rel, "reason": "hidden file"})
                 continue
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
-                passed_over.append({"path": rel, "reason": "symlink pointing outside the ingested folder"})
-                continue
+            if path.is_symlink():
+                if not path.resolve().is_relative_to(root):
+                    passed_over.append({"path": rel, "reason": "symlink pointing outside the ingested folder"})
+                    continue
+                if not path.exists():
+                    passed_over.append({"path": rel, "reason": "broken symlink"})
+                    continue
             try:
                 mode = path.stat().st_mode
             except OSError as exc:
@@ -310,8 +314,10 @@ class IngestJob:
                     summary.unchanged += 1
                 else:
                     changed.append((rel, path))
-            skipped_paths = {s["path"] for s in summary.skipped}
-            gone = [d for d in old_docs if d not in seen and d not in skipped_paths] if prune else []
+            # A file that is there but fails to load keeps its previous version; one that was
+            # passed over (gone, hidden, a symlink out or a broken one) is pruned like a deletion.
+            failed = {s["path"] for s in summary.skipped[len(passed_over):]}
+            gone = [d for d in old_docs if d not in seen and d not in failed] if prune else []
 
             if manifest is not None and not changed and not gone and not outliers:
                 summary.chunks, summary.version = manifest.chunk_count, manifest.version
