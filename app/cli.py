@@ -35,14 +35,14 @@ def ingest(
     outliers: Annotated[bool, typer.Option(help="also report chunks far from every other chunk")] = False,
 ) -> None:
     """Sync a folder into a collection: add, update and delete only what changed."""
-    from app.core.embeddings import load_embedding_model
+    from app.core.embeddings import LazyEmbeddingModel
     from app.core.store import IndexStore, StoreError
     from ingest.run import IngestError, IngestJob, IngestProgress
     from ingest.splitting import TextSplitter
 
     settings = _settings(index_dir)
-    with err.status("loading the embedding model"):
-        embedder = load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
+    # Loaded when the first chunk needs embedding: re-ingesting an unchanged folder takes a second.
+    embedder = LazyEmbeddingModel(settings.embedding_model, settings.embedding_batch_size)
     job = IngestJob(
         IndexStore(settings.index_dir),
         embedder,
