@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from langchain_core.embeddings import Embeddings
+
+if TYPE_CHECKING:  # importing LangChain costs ~0.4 s, too much for a no-op `ragqa ingest`
+    from langchain_core.embeddings import Embeddings
 
 from app.core.config import DEFAULT_EMBEDDING_MODEL
 
