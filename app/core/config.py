@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
 
+    # Files above this size are skipped by `ragqa ingest`, with the reason in the summary.
+    ingest_max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    # POST /v1/collections/{name}/documents: largest file, and most files, in one upload.
+    upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    upload_max_files: int = Field(20, ge=1)
+
     top_k: int = Field(5, ge=1, le=50)
     # Below this cosine similarity a passage is not evidence; if no passage reaches it,
     # the answer is marked ungrounded.
