@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.core.store import CollectionNotFound, CorruptCollection, InvalidCollectionName
-from app.llm.client import LLMError, LLMTimeout, LLMUnavailable
+from app.llm.client import LLMError, LLMTimeout, LLMUnavailable, UnknownAdapter
 from app.rag.packing import PromptTooLong
 from app.rag.retrieval import EmbeddingModelMismatch
 
@@ -18,6 +18,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
     (CollectionNotFound, 404),
     (InvalidCollectionName, 422),
     (PromptTooLong, 422),
+    (UnknownAdapter, 422),
     (EmbeddingModelMismatch, 409),
     (LLMTimeout, 504),
     (LLMUnavailable, 503),

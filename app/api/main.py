@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import register_exception_handlers
-from app.api.routes import ask, collections, health
+from app.api.routes import adapters, ask, collections, health
 from app.api.services import Services
 from app.core.config import Settings, get_settings
 
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     register_exception_handlers(app)
     app.include_router(ask.router)
+    app.include_router(adapters.router)
     app.include_router(collections.router)
     app.include_router(health.router)
     return app
