@@ -61,7 +61,7 @@ setup() {
     fi
 }
 
-healthy() { curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health"; }
+healthy() { curl -fs -o /dev/null "http://127.0.0.1:$PORT/health"; }
 
 start() {
     setup

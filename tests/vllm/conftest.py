@@ -146,6 +146,8 @@ def ragqa_embedded(long_chunk_index, tmp_path_factory):
 
 
 def chat(vllm: VLLM, messages: list[dict], *, model: str | None = None, max_tokens: int = 32) -> dict:
+    """Greedy, and exactly max_tokens long: SmolLM2 (trained on ChatML) often ends a Llama 2
+    format prompt at once, and an empty answer would compare nothing."""
     response = httpx.post(
         f"{vllm.url}/chat/completions",
         json={
@@ -153,6 +155,7 @@ def chat(vllm: VLLM, messages: list[dict], *, model: str | None = None, max_toke
             "messages": messages,
             "temperature": 0,
             "max_tokens": max_tokens,
+            "ignore_eos": True,
         },
         timeout=300,
     )

@@ -88,24 +88,3 @@ def test_the_lora_adapter_changes_the_answer(vllm, record):
     assert tuned["model"] == ADAPTER and base["model"] == vllm.model
     assert tuned["choices"][0]["message"]["content"] != base["choices"][0]["message"]["content"]
     record("lora_chat_24_tokens_s", {"base": round(base_s, 2), "lora": round(tuned_s, 2)})
-
-
-def test_decode_speed(vllm, record):
-    """Not a floor: a measurement for the report (tokens/s of the 135M model on these CPUs)."""
-    started = time.monotonic()
-    response = httpx.post(
-        f"{vllm.url}/chat/completions",
-        json={
-            "model": vllm.model,
-            "messages": [{"role": "user", "content": "Tell me about the sea."}],
-            "max_tokens": 128,
-            "temperature": 0,
-            "ignore_eos": True,
-        },
-        timeout=300,
-    )
-    elapsed = time.monotonic() - started
-    assert response.status_code == 200, response.text
-    generated = response.json()["usage"]["completion_tokens"]
-    assert generated == 128
-    record("decode_tokens_per_s", round(generated / elapsed, 1))
