@@ -65,6 +65,7 @@ class ContextPacker:
         self.configured_window = configured_window
         self._window: int | None = None
         self._warned_estimate = False
+        self._warned_per_message = False
         self._piece_cache: dict[str, int] = {}  # system and exemplar messages repeat
 
     async def context_window(self) -> int:
@@ -91,6 +92,13 @@ class ContextPacker:
         exact = await self.llm.count_prompt_tokens(messages)
         if exact is not None:
             return exact, True
+        if not self._warned_per_message:
+            log.info(
+                "the LLM server cannot count whole chat prompts; packing with per-message counts, "
+                "%d tokens per message for the template and a %d-token margin",
+                TEMPLATE_TOKENS_PER_MESSAGE, ESTIMATE_MARGIN,
+            )  # fmt: skip
+            self._warned_per_message = True
         total = 0
         for message in messages:
             content = message["content"]
