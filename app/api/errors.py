@@ -13,7 +13,7 @@ from app.core.store import (
     DocumentNotFound,
     InvalidCollectionName,
 )
-from app.llm.client import LLMError, LLMTimeout, LLMUnavailable
+from app.llm.client import LLMError, LLMTimeout, LLMUnavailable, UnknownAdapter
 from app.rag.packing import PromptTooLong
 from app.rag.retrieval import EmbeddingModelMismatch
 from ingest.documents import UploadRejected, UploadTooLarge
@@ -29,6 +29,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
     (IngestError, 409),
     (InvalidCollectionName, 422),
     (PromptTooLong, 422),
+    (UnknownAdapter, 422),
     (EmbeddingModelMismatch, 409),
     (LLMTimeout, 504),
     (LLMUnavailable, 503),

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from app.api.errors import register_exception_handlers
 from app.api.limits import MULTIPART_OVERHEAD, UploadSizeLimit
-from app.api.routes import ask, collections, health
+from app.api.routes import adapters, ask, collections, health
 from app.api.services import Services
 from app.core.config import Settings, get_settings
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.upload_max_bytes * settings.upload_max_files + MULTIPART_OVERHEAD,
     )
     app.include_router(ask.router)
+    app.include_router(adapters.router)
     app.include_router(collections.router)
     app.include_router(health.router)
     return app

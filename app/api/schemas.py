@@ -31,6 +31,12 @@ class AskRequest(RetrieveRequest):
     max_tokens: int | None = Field(
         None, ge=1, le=2048, description="answer length cap; default from settings"
     )
+    adapter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="a LoRA adapter the LLM serves (GET /v1/adapters); default: the collection's, if any",
+    )
 
 
 class Source(BaseModel):
@@ -83,6 +89,19 @@ class CollectionInfo(BaseModel):
 
 class CollectionsResponse(BaseModel):
     collections: list[CollectionInfo]
+
+
+class AdapterInfo(BaseModel):
+    name: str
+    base: str = Field(description="the base model the adapter applies to")
+    path: str | None = None
+
+
+class AdaptersResponse(BaseModel):
+    adapters: list[AdapterInfo]
+    collection_defaults: dict[str, str] = Field(
+        description="collection -> adapter used when a request names none (RAGQA_COLLECTION_ADAPTERS)"
+    )
 
 
 class Health(BaseModel):

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # with this n_ctx; a vLLM server's own max_model_len wins when it reports one.
     llm_context_window: int = Field(4096, ge=512)
     llm_default_max_tokens: int = Field(256, ge=1, le=2048)
+    # Collection -> the LoRA adapter its questions use by default, as JSON in the environment,
+    # e.g. RAGQA_COLLECTION_ADAPTERS='{"legal": "legal-lora"}'. The adapter must be served by vLLM.
+    collection_adapters: dict[str, str] = Field(default_factory=dict)
     # A path to a GGUF file for the embedded server; unset means the bundled SmolLM2.
     embedded_llm_gguf: Path | None = None
     embedded_llm_start_timeout_s: float = Field(60.0, gt=0)
