@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
-from app.llm.client import LLMClient
+from app.llm.client import LLMClient, UnknownAdapter
 from app.rag.packing import ContextPacker
 from app.rag.prompts import PromptMode, is_refusal
 from app.rag.retrieval import Passage, Retriever
@@ -23,6 +23,7 @@ class AskQuery:
     max_tokens: int
     # Ask the LLM with no passages (the evaluation's baseline); retrieval is skipped.
     closed_book: bool = False
+    adapter: str | None = None  # a LoRA adapter served beside the base model
 
 
 @dataclass
@@ -61,8 +62,16 @@ class AskPipeline:
     async def retrieve(self, question: str, collection: str, top_k: int) -> list[Passage]:
         return await run_in_threadpool(self.retriever.run, question, collection, top_k)
 
+    async def check_adapter(self, name: str) -> None:
+        """Fail fast, before retrieval, when the server does not serve the named adapter."""
+        available = [a.name for a in await self.llm.list_adapters()]
+        if name not in available:
+            raise UnknownAdapter(name, available)
+
     async def run(self, query: AskQuery) -> AskResult:
         started = time.perf_counter()
+        if query.adapter:
+            await self.check_adapter(query.adapter)
         passages = (
             []
             if query.closed_book
@@ -83,6 +92,7 @@ class AskPipeline:
             temperature=query.temperature,
             max_tokens=query.max_tokens,
             stop=ANSWER_STOP,
+            model=query.adapter,
         )
         done = time.perf_counter()
 

@@ -19,6 +19,7 @@ class Passage:
     text: str
     score: float
     rank: int  # 1-based, in retrieval order
+    page: int | None = None  # for PDFs: the page the passage starts on
 
 
 class Retriever:
@@ -38,6 +39,6 @@ class Retriever:
             )
         hits = index.search(self.embedder.embed_query(question), top_k)
         return [
-            Passage(h.chunk.id, h.chunk.doc, h.chunk.text, h.score, rank)
+            Passage(h.chunk.id, h.chunk.doc, h.chunk.text, h.score, rank, h.chunk.page)
             for rank, h in enumerate(hits, start=1)
         ]

@@ -21,6 +21,7 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
             temperature=body.temperature,
             max_tokens=body.max_tokens or settings.llm_default_max_tokens,
             closed_book=body.closed_book,
+            adapter=body.adapter or settings.collection_adapters.get(body.collection),
         )
     )
     return AskResponse(

