@@ -31,6 +31,7 @@ class AskRequest(RetrieveRequest):
     max_tokens: int | None = Field(
         None, ge=1, le=2048, description="answer length cap; default from settings"
     )
+    stream: bool = Field(False, description="server-sent events: sources, token..., done")
 
 
 class Source(BaseModel):
