@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     log_format: str = Field("json", pattern="^(json|text)$")
     # The embedding map projects at most this many chunks; above it, a sample.
-    map_max_points: int = Field(2000, ge=50)
+    map_max_points: int = Field(1000, ge=50)
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
