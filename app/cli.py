@@ -59,7 +59,7 @@ def ingest(
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     except (IngestError, StoreError, ValueError) as exc:
-        err.print(f"[red]ingest failed:[/red] {exc}")
+        err.print(f"[red]ingest failed:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
 
     table = Table(title=f"ingested {path} into {collection!r}")
@@ -111,7 +111,7 @@ def serve(
         # log_config=None: uvicorn keeps the JSON logging configured above.
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, log_config=None)
     except EmbeddedLLMError as exc:
-        err.print(f"[red]cannot start the embedded LLM:[/red] {exc}")
+        err.print(f"[red]cannot start the embedded LLM:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
     finally:
         if embedded is not None:
