@@ -24,6 +24,9 @@ def keyed_server(sample_index, tmp_path_factory):
             "RAGQA_API_KEYS": f"{API_KEY},{OTHER_KEY}",
             "RAGQA_RATE_LIMIT": "1000/minute",
             "RAGQA_LLM_DEFAULT_MAX_TOKENS": str(ANSWER_TOKENS),
+            # Fewer passages, shorter prompts; and patience for a machine shared with other jobs.
+            "RAGQA_TOP_K": "3",
+            "RAGQA_LLM_TIMEOUT_S": "900",
         },
     )
     yield server

@@ -76,7 +76,8 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep):
     if len(question) > MAX_QUESTION_CHARS:
         raise _invalid("messages", f"the last user message is over {MAX_QUESTION_CHARS} characters")
     collection = body.collection()
-    services.collections.get(collection)  # unknown model: 404 before spending LLM time
+    # An unknown model is a 404 before any LLM time is spent.
+    await run_in_threadpool(services.collections.get, collection)
 
     condensed = await condense_question(services.llm, turns[:-1], question)
     metrics.observe_tokens(condensed.prompt_tokens, condensed.completion_tokens)
