@@ -58,12 +58,13 @@ def main() -> None:
     parser.add_argument("--collection", default="default")
     parser.add_argument("--api-key")
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--questions", type=int, default=len(QUESTIONS))
     args = parser.parse_args()
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     rows = []
     with httpx.Client(base_url=args.url, headers=headers, timeout=900) as client:
         whole(client, {"question": "warm-up", "collection": args.collection, "max_tokens": 4})
-        for question in QUESTIONS:
+        for question in QUESTIONS[: args.questions]:
             body = {"question": question, "collection": args.collection, "max_tokens": args.max_tokens}
             rows.append({"question": question, "stream": streamed(client, body), "full": whole(client, body)})
     median = lambda xs: round(statistics.median(xs), 1)  # noqa: E731

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.errors import register_exception_handlers
-from app.api.middleware import RequestContextMiddleware
+from app.api.middleware import OpenAIErrorMiddleware, RequestContextMiddleware
 from app.api.routes import ask, collections, embedding_map, health, metrics, openai, web
 from app.api.security import ApiKeyAndRateLimitMiddleware, BodySizeLimitMiddleware
 from app.api.services import Services
@@ -59,6 +59,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(
         ApiKeyAndRateLimitMiddleware, api_keys=settings.api_keys, rate_limit=settings.rate_limit
     )
+    app.add_middleware(OpenAIErrorMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -175,3 +175,46 @@ def test_without_keys_v1_is_open(sample_index):
     with TestClient(create_app(Settings(_env_file=None, index_dir=sample_index,
                                         llm_base_url="http://127.0.0.1:9/v1"))) as client:  # fmt: skip
         assert client.get("/v1/models").json()["data"][0]["id"] == "ragqa/default"
+
+
+def test_access_log_is_json_with_the_request_id(client):
+    import io
+    import json
+    import logging
+
+    from app.api.logs import JsonFormatter
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("ragqa.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        response = client.post("/v1/retrieve", json=RETRIEVE, headers=AUTH)
+    finally:
+        access.removeHandler(handler)
+    (line,) = buffer.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["request_id"] == response.headers["x-request-id"]
+    assert (entry["route"], entry["status"], entry["method"]) == ("/v1/retrieve", 200, "POST")
+    assert entry["duration_ms"] > 0 and entry["client"].startswith("key:")
+    assert KEY not in line  # keys are never logged, only a fingerprint
+
+
+def test_openai_routes_errors_carry_an_openai_error_object(client):
+    refused = client.get("/v1/models")
+    assert refused.json()["error"] == {"message": refused.json()["detail"], "type": "authentication_error", "code": 401}
+    unknown = client.post(
+        "/v1/chat/completions", headers=AUTH, json={"model": "ragqa/nope", "messages": [{"role": "user", "content": "hi?"}]}
+    )
+    assert unknown.status_code == 404 and "nope" in unknown.json()["error"]["message"]
+    invalid = client.post("/v1/chat/completions", headers=AUTH, json={"model": "ragqa/default", "messages": []})
+    assert invalid.status_code == 422 and "messages" in invalid.json()["error"]["message"]
+    not_last_user = client.post(
+        "/v1/chat/completions", headers=AUTH,
+        json={"model": "ragqa/default", "messages": [{"role": "user", "content": "hi?"}, {"role": "assistant", "content": "hello"}]},
+    )  # fmt: skip
+    assert not_last_user.status_code == 422 and "last message" in not_last_user.json()["error"]["message"]
+    # Elsewhere the errors stay as they were.
+    assert "error" not in client.post("/v1/retrieve", json={}, headers=AUTH).json()
