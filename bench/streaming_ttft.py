@@ -1,6 +1,6 @@
 """Time to first token when streaming versus the time to the whole answer, over HTTP against
-a running ragqa (`ragqa serve`). For each question: one /v1/ask with stream: true (client-side
-time to the first `token` event and to `done`), then the same question without streaming.
+a running ragqa (`ragqa serve`). Each question once with stream: true (client-side time to the
+first `token` event and to `done`), and once without streaming.
 Prints JSON, then a short table.
 
     python bench/streaming_ttft.py --url http://127.0.0.1:8000 --collection default [--api-key K]
@@ -64,9 +64,13 @@ def main() -> None:
     rows = []
     with httpx.Client(base_url=args.url, headers=headers, timeout=900) as client:
         whole(client, {"question": "warm-up", "collection": args.collection, "max_tokens": 4})
-        for question in QUESTIONS[: args.questions]:
-            body = {"question": question, "collection": args.collection, "max_tokens": args.max_tokens}
-            rows.append({"question": question, "stream": streamed(client, body), "full": whole(client, body)})
+        questions = QUESTIONS[: args.questions]
+        bodies = [{"question": q, "collection": args.collection, "max_tokens": args.max_tokens} for q in questions]
+        # All streamed, then all whole: each request follows one for another question, so neither
+        # kind profits from llama.cpp reusing the previous prompt's cache for the same question.
+        streams = [streamed(client, body) for body in bodies]
+        fulls = [whole(client, body) for body in bodies]
+        rows = [{"question": q, "stream": s, "full": f} for q, s, f in zip(questions, streams, fulls)]
     median = lambda xs: round(statistics.median(xs), 1)  # noqa: E731
     summary = {
         "questions": len(rows),
