@@ -50,7 +50,6 @@ async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator
     pieces: list[str] = []
     model, finish_reason = pipeline.llm.model, None
     prompt_tokens = completion_tokens = None
-    deltas = 0
     stream = pipeline.llm.chat_stream(
         packed.messages, temperature=query.temperature, max_tokens=query.max_tokens, stop=ANSWER_STOP
     )
@@ -70,7 +69,6 @@ async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator
                         continue
                 else:
                     text = delta.text
-                deltas += 1
                 pieces.append(text)
                 yield TokenEvent(text)
     finally:
@@ -80,6 +78,10 @@ async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator
     done = time.perf_counter()
 
     answer = "".join(pieces).strip()
+    if completion_tokens is None:
+        # llama.cpp's server reports no usage when streaming, and a delta can hold several
+        # tokens: count the answer with the engine's own tokenizer.
+        completion_tokens = await pipeline.packer.count(answer) if answer else 0
     refused = is_refusal(answer)
     has_evidence = any(p.score >= pipeline.min_relevance for p in packed.passages)
     result = AskResult(
@@ -90,10 +92,9 @@ async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator
         passages_dropped=packed.dropped,
         prompt_mode=query.prompt_mode,
         model=model,
-        # llama.cpp's server reports no usage when streaming: one delta is one token there,
-        # and the packer's count is the prompt's size in the engine's own tokens.
+        # Without reported usage, the packer's count is the prompt's size in the engine's tokens.
         prompt_tokens=prompt_tokens or packed.prompt_tokens_estimate,
-        completion_tokens=completion_tokens or deltas,
+        completion_tokens=completion_tokens,
         finish_reason=finish_reason,
         timings_ms={
             "retrieve": _ms(retrieved - started),
