@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -101,8 +100,10 @@ def serve(
     from app.api.main import create_app
     from app.llm.embedded import EmbeddedLLMError, EmbeddedLLMServer
 
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from app.api.logs import configure_logging
+
     settings = get_settings()
+    configure_logging(log_level, settings.log_format)
     embedded: EmbeddedLLMServer | None = None
     # Until uvicorn takes over signal handling, make SIGTERM unwind so the child is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -118,7 +119,8 @@ def serve(
                 embedded.start()
             err.print(f"embedded LLM ({embedded.model_path.name}) ready at {embedded.base_url}")
             settings = settings.model_copy(update={"llm_base_url": embedded.base_url})
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        # log_config=None: uvicorn keeps the JSON logging configured above.
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, log_config=None)
     except EmbeddedLLMError as exc:
         err.print(f"[red]cannot start the embedded LLM:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
@@ -282,6 +284,50 @@ def collections_delete(
         err.print(f"[red]cannot delete:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
     err.print(f"deleted collection {name!r}")
+
+
+@cli.command("map")
+def embedding_map(
+    collection: Annotated[str, typer.Argument(help="collection to draw")],
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("map.png"),
+    question: Annotated[str | None, typer.Option(help="star the chunks retrieved for it")] = None,
+    top_k: Annotated[int, typer.Option(help="chunks to star with --question")] = 5,
+    max_points: Annotated[int | None, typer.Option(help="default: RAGQA_MAP_MAX_POINTS")] = None,
+    index_dir: Annotated[Path | None, typer.Option(help="default: RAGQA_INDEX_DIR")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="end with a summary as one JSON line")] = False,
+) -> None:
+    """Draw a t-SNE map of a collection's chunk embeddings, coloured by document."""
+    from app.core.store import CollectionCache, IndexStore, StoreError
+    from app.viz.embedding_map import project, render_png
+
+    settings = _settings(index_dir)
+    store = IndexStore(settings.index_dir)
+    try:
+        index = store.load(collection)
+    except (StoreError, ValueError) as exc:
+        err.print(f"[red]map failed:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    highlighted = None
+    if question:
+        from app.core.embeddings import load_embedding_model
+        from app.rag.retrieval import Retriever
+
+        embedder = load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
+        hits = Retriever(CollectionCache(store), embedder).run(question, collection, top_k)
+        highlighted = [p.id for p in hits]
+    with err.status("projecting the embeddings with t-SNE"):
+        projection = project(index, max_points or settings.map_max_points)
+    out.write_bytes(render_png(projection, highlighted, question))
+    summary = {
+        "out": str(out), "collection": collection, "version": index.version,
+        "points": len(projection.chunk_ids), "total_chunks": projection.total_chunks,
+        "sampled": projection.sampled, "near_duplicates": int(projection.near_duplicate.sum()),
+        "outliers": int(projection.outlier.sum()), "seconds": projection.seconds,
+    }  # fmt: skip
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        err.print(f"wrote {out}: {summary['points']} of {summary['total_chunks']} chunks in {projection.seconds} s")
 
 
 def main() -> None:

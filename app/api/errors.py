@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from app.api.metrics import observe_llm_error
 from app.core.store import (
     CollectionNotFound,
     CorruptCollection,
@@ -42,6 +43,7 @@ def register_exception_handlers(app: FastAPI) -> None:
     for error_type, status in STATUS_BY_ERROR:
 
         async def handler(request: Request, exc: Exception, status: int = status) -> JSONResponse:
+            observe_llm_error(exc)
             if status >= 500:
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
             return JSONResponse({"detail": str(exc)}, status_code=status)

@@ -40,6 +40,7 @@ class AskRequest(RetrieveRequest):
         max_length=200,
         description="a LoRA adapter the LLM serves (GET /v1/adapters); default: the collection's, if any",
     )
+    stream: bool = Field(False, description="server-sent events: sources, token..., done")
 
 
 class Source(BaseModel):

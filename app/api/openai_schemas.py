@@ -1,0 +1,151 @@
+"""The OpenAI chat completions protocol as ragqa speaks it (in the style of vLLM's
+entrypoints/openai/protocol.py). Unknown request fields are ignored, as OpenAI clients send
+many; ragqa's extensions are ``top_k`` and ``prompt_mode`` in, ``sources`` and ``ragqa`` out."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.schemas import Source
+from app.rag.prompts import PromptMode
+
+MODEL_PREFIX = "ragqa/"
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(p.text or "" for p in self.content if p.type == "text").strip()
+        return (self.content or "").strip()
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="ragqa/<collection>, as listed by GET /v1/models")
+    messages: list[ChatMessage] = Field(min_length=1, max_length=100)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=2048)
+    max_completion_tokens: int | None = Field(None, ge=1, le=2048)
+    n: int = Field(1, ge=1, le=1, description="one choice only")
+    # ragqa's extensions
+    top_k: int | None = Field(None, ge=1, le=50)
+    prompt_mode: PromptMode = PromptMode.one_shot
+
+    def collection(self) -> str:
+        return self.model.removeprefix(MODEL_PREFIX)
+
+    def answer_cap(self) -> int | None:
+        # LangChain's ChatOpenAI sends max_completion_tokens; the openai SDK either.
+        return self.max_completion_tokens or self.max_tokens
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "ragqa"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> UsageInfo:
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+
+class RagqaInfo(BaseModel):
+    """What ragqa adds to each response, besides the sources."""
+
+    standalone_question: str = Field(description="the question retrieval and the prompt used")
+    grounded: bool | None = None
+    refused: bool | None = None
+    prompt_mode: PromptMode
+    llm_model: str | None = None
+    passages_dropped: int | None = None
+    timings_ms: dict[str, float | None] | None = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatCompletionChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str = "stop"
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str = Field(default_factory=completion_id)
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: UsageInfo
+    sources: list[Source]
+    ragqa: RagqaInfo
+
+
+class DeltaMessage(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: DeltaMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: UsageInfo | None = None
+    # The first chunk carries the sources; the last one with a finish reason carries ragqa.
+    sources: list[Source] | None = None
+    ragqa: RagqaInfo | None = None
