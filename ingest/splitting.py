@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from app.core.store import SplitterInfo
 
-# Paragraphs, lines, then sentence ends (Latin and CJK), then words.
-SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "다. ", "。", " ", ""]
+# Paragraphs, lines, then sentence ends, then words; characters only as a last resort.
+# A sentence ends at . ? ! (also full-width, and Korean 다. 요. alike), optionally followed by a
+# closing quote or bracket, then whitespace. Lookbehinds keep the punctuation with its sentence.
+_CLOSERS = "\"'”’」』)）"
+_SENTENCE_END = r"(?<=[.?!。？！])\s+|(?<=[.?!。？！][" + re.escape(_CLOSERS) + r"])\s+"
+SEPARATORS = [r"\n\s*\n", r"\n", _SENTENCE_END, r"(?<=[。？！])", r"\s+", ""]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +26,13 @@ class TextPiece:
 class TextSplitter:
     def __init__(self, chunk_size: int, chunk_overlap: int):
         self.info = SplitterInfo(
-            name="recursive_character", chunk_size=chunk_size, chunk_overlap=chunk_overlap
+            name="recursive_sentences/2", chunk_size=chunk_size, chunk_overlap=chunk_overlap
         )
         self._splitter = RecursiveCharacterTextSplitter(
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
             separators=SEPARATORS,
+            is_separator_regex=True,
             keep_separator="end",
             add_start_index=True,
             strip_whitespace=True,

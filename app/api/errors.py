@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from app.core.lexical import LexicalIndexMissing
 from app.core.store import CollectionNotFound, CorruptCollection, InvalidCollectionName
 from app.llm.client import LLMError, LLMTimeout, LLMUnavailable
 from app.rag.packing import PromptTooLong
@@ -19,6 +20,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
     (InvalidCollectionName, 422),
     (PromptTooLong, 422),
     (EmbeddingModelMismatch, 409),
+    (LexicalIndexMissing, 409),
     (LLMTimeout, 504),
     (LLMUnavailable, 503),
     (LLMError, 502),

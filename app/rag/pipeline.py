@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from app.llm.client import LLMClient
 from app.rag.packing import ContextPacker
 from app.rag.prompts import PromptMode, is_refusal
-from app.rag.retrieval import Passage, Retriever
+from app.rag.retrieval import Passage, RetrievalOptions, Retriever
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,7 @@ class AskQuery:
     prompt_mode: PromptMode
     temperature: float
     max_tokens: int
+    retrieval: RetrievalOptions | None = None  # None: the retriever's defaults
 
 
 @dataclass
@@ -56,12 +57,16 @@ class AskPipeline:
         self.llm = llm
         self.min_relevance = min_relevance
 
-    async def retrieve(self, question: str, collection: str, top_k: int) -> list[Passage]:
-        return await run_in_threadpool(self.retriever.run, question, collection, top_k)
+    async def retrieve(
+        self, question: str, collection: str, top_k: int, options: RetrievalOptions | None = None
+    ) -> list[Passage]:
+        return await run_in_threadpool(self.retriever.run, question, collection, top_k, options)
 
     async def run(self, query: AskQuery) -> AskResult:
         started = time.perf_counter()
-        passages = await self.retrieve(query.question, query.collection, query.top_k)
+        passages = await self.retrieve(
+            query.question, query.collection, query.top_k, query.retrieval
+        )
         retrieved = time.perf_counter()
 
         packed = await self.packer.pack(

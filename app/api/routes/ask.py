@@ -20,6 +20,7 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
             prompt_mode=body.prompt_mode,
             temperature=body.temperature,
             max_tokens=body.max_tokens or settings.llm_default_max_tokens,
+            retrieval=pipeline.retriever.options(body.retrieval, body.diversity),
         )
     )
     return AskResponse(
@@ -40,7 +41,12 @@ async def retrieve(
     body: RetrieveRequest, pipeline: AskPipelineDep, settings: SettingsDep
 ) -> RetrieveResponse:
     """The passages most similar to the question, without asking the LLM."""
-    passages = await pipeline.retrieve(body.question, body.collection, body.top_k or settings.top_k)
+    passages = await pipeline.retrieve(
+        body.question,
+        body.collection,
+        body.top_k or settings.top_k,
+        pipeline.retriever.options(body.retrieval, body.diversity),
+    )
     return RetrieveResponse(
         passages=[Source.model_validate(p, from_attributes=True) for p in passages]
     )
