@@ -30,6 +30,7 @@ DEFAULT_TOKENIZER = KIWI_TOKENIZER
 # Hangul syllables, jamo and compatibility jamo.
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _WORD = re.compile(r"\w+")
+_HANGUL_RUN = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]+")
 # Texts where at least this share of the letters is Hangul go through the morpheme analyser;
 # an English passage that quotes a Korean name does not.
 KOREAN_MIN_SHARE = 0.2
@@ -67,28 +68,58 @@ def _kiwi():
 
 def korean_morphemes(text: str) -> list[tuple[str, str]]:
     """(form, tag) of each morpheme, e.g. 우체통은 -> (우체통, NNG), (은, JX)."""
+    return [(form, tag) for form, tag, _ in _analyse(text)]
+
+
+def _analyse(text: str) -> list[tuple[str, str, int]]:
     kiwi = _kiwi()
     with _kiwi_lock:
-        return [(t.form, t.tag) for t in kiwi.tokenize(text)]
+        return [(t.form, t.tag, t.start) for t in kiwi.tokenize(text)]
 
 
 def _words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
 
 
+def _korean_terms(text: str) -> list[str]:
+    """Content morphemes of the Hangul in ``text``, plus each word's stem when it differs.
+
+    Kiwi may split a word it does not know differently in a passage than alone in a query
+    (체펠린은 -> 체펠 + 린, but 체펠린 -> 체펠린), and a compound into its parts (비행선 -> 비행 + 선);
+    the stem (the word's leading content morphemes, joined) matches both ways.
+    """
+    word_of = {}
+    for n, match in enumerate(re.finditer(r"\S+", text)):
+        for i in range(match.start(), match.end()):
+            word_of[i] = n
+    terms: list[str] = []
+    stems: dict[int, list[str]] = {}
+    closed: set[int] = set()
+    for form, tag, start in _analyse(text):
+        word = word_of.get(start, -1)
+        if tag.startswith(_DROPPED_TAG_PREFIXES) or not _HANGUL.search(form):
+            closed.add(word)
+            continue
+        terms.append(form)
+        if word not in closed:
+            stems.setdefault(word, []).append(form)
+    for parts in stems.values():
+        if len(parts) > 1:
+            terms.append("".join(parts))
+    return terms
+
+
 def tokenize(text: str, tokenizer: str = DEFAULT_TOKENIZER) -> list[str]:
-    """BM25 terms of ``text``. Korean text (by Hangul share) is split into content morphemes."""
+    """BM25 terms of ``text``. Korean text (by Hangul share) is split into content morphemes.
+
+    In Korean text, terms from the analyser are kept only where they are Hangul; Latin words and
+    numbers get the same terms as in English text (the analyser splits e.g. 'airship.' oddly).
+    """
     if tokenizer == WHITESPACE_TOKENIZER or not is_korean(text):
         return _words(text)
     if tokenizer != KIWI_TOKENIZER:
         raise ValueError(f"unknown tokenizer {tokenizer!r}")
-    terms: list[str] = []
-    for form, tag in korean_morphemes(text):
-        if tag.startswith(_DROPPED_TAG_PREFIXES):
-            continue
-        # Latin words and numbers inside Korean text get the same form as in English text.
-        terms.extend(_words(form) if not _HANGUL.search(form) else [form])
-    return terms
+    return _korean_terms(text) + _words(_HANGUL_RUN.sub(" ", text))
 
 
 class LexicalIndex:
