@@ -60,7 +60,7 @@ def ingest(
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     except (IngestError, StoreError, ValueError) as exc:
-        err.print(f"[red]ingest failed:[/red] {exc}")
+        err.print(f"[red]ingest failed:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
 
     table = Table(title=f"ingested {path} into {collection!r}")
@@ -109,7 +109,7 @@ def serve(
             settings = settings.model_copy(update={"llm_base_url": embedded.base_url})
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
     except EmbeddedLLMError as exc:
-        err.print(f"[red]cannot start the embedded LLM:[/red] {exc}")
+        err.print(f"[red]cannot start the embedded LLM:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
     finally:
         if embedded is not None:

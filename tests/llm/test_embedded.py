@@ -36,7 +36,7 @@ def test_an_answer_comes_from_the_embedded_model(sample_index, tmp_path):
     server = start_server(sample_index, tmp_path / "serve.log")
     try:
         response = httpx.post(
-            f"{server.url}/v1/ask", json={"question": "Does ragqa need a GPU?"}, timeout=120
+            f"{server.url}/v1/ask", json={"question": "Does ragqa need a GPU?", "max_tokens": 64}, timeout=300
         )
         assert response.status_code == 200, response.text
         body = response.json()
