@@ -74,7 +74,7 @@ def parse_setting(spec: str, candidates: int) -> RetrievalOptions:
     mode, weight, diversity = match.groups()
     return RetrievalOptions(
         mode=RetrievalMode(mode),
-        dense_weight=float(weight) if weight else 0.5,
+        dense_weight=float(weight) if weight else RetrievalOptions().dense_weight,
         diversity=float(diversity) if diversity else 0.0,
         candidates=candidates,
     )
@@ -121,6 +121,22 @@ def evaluate(retriever: Retriever, questions: list[dict], options: RetrievalOpti
     }
 
 
+def markdown_table(report: dict) -> str:
+    """The results as a Markdown table (docs/retrieval.md is made of these)."""
+    lines = [
+        "| setting | hit@1 | hit@5 | hit@10 | MRR | passage hit@5 | p50 ms | p50 CPU ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for spec, r in report["results"].items():
+        ph = "-" if r["passage_hit@5"] is None else f"{r['passage_hit@5']:.3f}"
+        cpu = f"{r['p50_cpu_ms']:.0f}" if "p50_cpu_ms" in r else "-"
+        lines.append(
+            f"| {spec} | {r['hit@1']:.3f} | {r['hit@5']:.3f} | {r['hit@10']:.3f} | {r['mrr']:.3f} "
+            f"| {ph} | {r['p50_ms']:.0f} | {cpu} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path)
@@ -133,6 +149,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N questions only")
     parser.add_argument("--index-dir", type=Path, help="keep the ingested index here (reused when it matches)")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    parser.add_argument("--markdown", action="store_true", help="end with a Markdown table")
     args = parser.parse_args()
 
     settings = args.setting or ["dense", "bm25", "hybrid@0.5", "hybrid@0.5+mmr0.3"]
@@ -175,6 +192,9 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
+    if args.markdown:
+        print("\n" + markdown_table(report))
+        return
     print(f"\n{args.dataset.name}  {embedder.model_id}  tokenizer={args.tokenizer}  {summary.chunks} chunks")
     print(f"{'setting':<22} {'hit@1':>6} {'hit@5':>6} {'hit@10':>6} {'MRR':>6} {'p.hit@5':>7} {'p50 ms':>7} {'cpu ms':>7}")
     for spec, r in report["results"].items():

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=50)
     # How passages are ranked unless a request says otherwise; defaults from docs/retrieval.md.
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
-    hybrid_dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="dense share of the RRF weight")
+    hybrid_dense_weight: float = Field(0.3, ge=0.0, le=1.0, description="dense share of the RRF weight")
     retrieval_diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR: 0 = off")
     retrieval_candidates: int = Field(30, ge=1, le=500, description="per ranking, before fusion/MMR")
     # Below this cosine similarity a passage is not evidence; if no passage reaches it,

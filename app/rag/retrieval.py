@@ -34,7 +34,7 @@ class RetrievalMode(str, Enum):
 class RetrievalOptions:
     mode: RetrievalMode = RetrievalMode.hybrid
     # Share of the RRF weight that goes to the dense ranking (the rest to BM25).
-    dense_weight: float = 0.5
+    dense_weight: float = 0.3
     # 0 = rank by relevance only; higher values trade relevance for novelty (MMR's λ = 1 - diversity).
     diversity: float = 0.0
     # How many candidates each ranking contributes before fusion and MMR (at least top_k).

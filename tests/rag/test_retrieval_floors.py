@@ -90,4 +90,5 @@ def test_squad_v11_floors(squad):
     assert hybrid["mrr"] >= dense["mrr"] - 0.01  # fusion never did worse than dense alone
 
 
-SQUAD_FLOORS = {"dense": 0.0, "bm25": 0.0, "hybrid": 0.0, "hybrid_passage": 0.0}
+# Measured hit@5: dense 0.967, bm25 0.983, hybrid (dense weight 0.3) 0.980; passage hit@5 0.950.
+SQUAD_FLOORS = {"dense": 0.95, "bm25": 0.96, "hybrid": 0.96, "hybrid_passage": 0.92}
