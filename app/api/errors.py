@@ -8,17 +8,29 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.core.lexical import LexicalIndexMissing
-from app.core.store import CollectionNotFound, CorruptCollection, InvalidCollectionName
-from app.llm.client import LLMError, LLMTimeout, LLMUnavailable
+from app.core.store import (
+    CollectionNotFound,
+    CorruptCollection,
+    DocumentNotFound,
+    InvalidCollectionName,
+)
+from app.llm.client import LLMError, LLMTimeout, LLMUnavailable, UnknownAdapter
 from app.rag.packing import PromptTooLong
 from app.rag.retrieval import EmbeddingModelMismatch
+from ingest.documents import UploadRejected, UploadTooLarge
+from ingest.run import IngestError
 
 log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
     (CollectionNotFound, 404),
+    (DocumentNotFound, 404),
+    (UploadTooLarge, 413),
+    (UploadRejected, 422),
+    (IngestError, 409),
     (InvalidCollectionName, 422),
     (PromptTooLong, 422),
+    (UnknownAdapter, 422),
     (EmbeddingModelMismatch, 409),
     (LexicalIndexMissing, 409),
     (LLMTimeout, 504),

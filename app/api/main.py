@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import register_exception_handlers
-from app.api.routes import ask, collections, health
+from app.api.limits import MULTIPART_OVERHEAD, UploadSizeLimit
+from app.api.routes import adapters, ask, collections, health
 from app.api.services import Services
 from app.core.config import Settings, get_settings
 
@@ -30,7 +31,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     register_exception_handlers(app)
+    app.add_middleware(
+        UploadSizeLimit,
+        max_body_bytes=settings.upload_max_bytes * settings.upload_max_files + MULTIPART_OVERHEAD,
+    )
     app.include_router(ask.router)
+    app.include_router(adapters.router)
     app.include_router(collections.router)
     app.include_router(health.router)
     return app

@@ -38,6 +38,12 @@ class AskRequest(RetrieveRequest):
     max_tokens: int | None = Field(
         None, ge=1, le=2048, description="answer length cap; default from settings"
     )
+    adapter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="a LoRA adapter the LLM serves (GET /v1/adapters); default: the collection's, if any",
+    )
 
 
 class Source(BaseModel):
@@ -46,6 +52,7 @@ class Source(BaseModel):
     text: str
     score: float = Field(description="cosine similarity to the question, in every retrieval mode")
     rank: int
+    page: int | None = Field(None, description="for PDFs: the page the passage starts on")
 
 
 class Usage(BaseModel):
@@ -91,6 +98,19 @@ class CollectionsResponse(BaseModel):
     collections: list[CollectionInfo]
 
 
+class AdapterInfo(BaseModel):
+    name: str
+    base: str = Field(description="the base model the adapter applies to")
+    path: str | None = None
+
+
+class AdaptersResponse(BaseModel):
+    adapters: list[AdapterInfo]
+    collection_defaults: dict[str, str] = Field(
+        description="collection -> adapter used when a request names none (RAGQA_COLLECTION_ADAPTERS)"
+    )
+
+
 class Health(BaseModel):
     status: str
 
@@ -101,3 +121,54 @@ class Readiness(BaseModel):
     llm_base_url: str
     collections: list[str]
     problems: list[str] = []
+
+
+class DocumentInfo(BaseModel):
+    doc: str = Field(description="file name relative to the ingested folder, or the uploaded file's name")
+    sha256: str
+    chunks: int
+    chars: int
+
+
+class DocumentsResponse(BaseModel):
+    collection: str
+    version: str
+    documents: list[DocumentInfo]
+
+
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class WriteSummary(BaseModel):
+    """What a write to a collection did: the same summary as `ragqa ingest --json`."""
+
+    collection: str
+    added: int
+    updated: int
+    unchanged: int
+    deleted: int
+    skipped: list[SkippedFile]
+    chunks: int = Field(description="chunks in the collection after the write")
+    embedded: int = Field(description="chunk texts sent to the embedding model")
+    reused: int = Field(description="new chunks whose text was already embedded")
+    near_duplicates: list[dict] = Field(description="pairs of chunks from different documents, cosine >= 0.98")
+    near_duplicate_pairs: int
+    version: str | None
+    seconds: float
+
+
+class UploadedFile(BaseModel):
+    filename: str = Field(description="the name the client sent")
+    doc: str = Field(description="the sanitised document name it is stored under")
+
+
+class UploadResponse(BaseModel):
+    files: list[UploadedFile]
+    summary: WriteSummary
+
+
+class CollectionDeleted(BaseModel):
+    collection: str
+    deleted: bool = True

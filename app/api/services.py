@@ -11,6 +11,9 @@ from app.llm.client import LLMClient
 from app.rag.packing import ContextPacker
 from app.rag.pipeline import AskPipeline
 from app.rag.retrieval import RetrievalOptions, Retriever
+from ingest.documents import DocumentService
+from ingest.run import IngestJob
+from ingest.splitting import TextSplitter
 
 
 @dataclass
@@ -21,6 +24,7 @@ class Services:
     embedder: EmbeddingModel
     llm: LLMClient
     pipeline: AskPipeline
+    documents: DocumentService
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -45,7 +49,15 @@ class Services:
             llm,
             settings.min_relevance,
         )
-        return cls(settings, store, collections, embedder, llm, pipeline)
+        # Uploads reuse the service's embedding model: it is loaded once per process.
+        job = IngestJob(
+            store,
+            embedder,
+            TextSplitter(settings.chunk_size, settings.chunk_overlap),
+            max_file_bytes=settings.ingest_max_file_bytes,
+        )
+        documents = DocumentService(job, settings.upload_max_bytes, settings.upload_max_files)
+        return cls(settings, store, collections, embedder, llm, pipeline, documents)
 
     async def aclose(self) -> None:
         await self.llm.aclose()

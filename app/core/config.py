@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
 
+    # Files above this size are skipped by `ragqa ingest`, with the reason in the summary.
+    ingest_max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    # POST /v1/collections/{name}/documents: largest file, and most files, in one upload.
+    upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    upload_max_files: int = Field(20, ge=1)
+
     top_k: int = Field(5, ge=1, le=50)
     # How passages are ranked unless a request says otherwise; defaults from docs/retrieval.md.
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
@@ -51,6 +57,9 @@ class Settings(BaseSettings):
     # with this n_ctx; a vLLM server's own max_model_len wins when it reports one.
     llm_context_window: int = Field(4096, ge=512)
     llm_default_max_tokens: int = Field(256, ge=1, le=2048)
+    # Collection -> the LoRA adapter its questions use by default, as JSON in the environment,
+    # e.g. RAGQA_COLLECTION_ADAPTERS='{"legal": "legal-lora"}'. The adapter must be served by vLLM.
+    collection_adapters: dict[str, str] = Field(default_factory=dict)
     # A path to a GGUF file for the embedded server; unset means the bundled SmolLM2.
     embedded_llm_gguf: Path | None = None
     embedded_llm_start_timeout_s: float = Field(60.0, gt=0)

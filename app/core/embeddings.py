@@ -7,9 +7,12 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from langchain_core.embeddings import Embeddings
+
+if TYPE_CHECKING:  # importing LangChain costs ~0.4 s, too much for a no-op `ragqa ingest`
+    from langchain_core.embeddings import Embeddings
 
 from app.core.config import DEFAULT_EMBEDDING_MODEL
 
@@ -101,3 +104,28 @@ def load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
     client = embeddings._client  # the SentenceTransformer; it knows its own dimension
     get_dim = getattr(client, "get_embedding_dimension", None) or client.get_sentence_embedding_dimension
     return EmbeddingModel(canonical_model_id(name), embeddings, int(get_dim()), batch_size)
+
+
+class LazyEmbeddingModel:
+    """An ``EmbeddingModel`` loaded on first use: an ingest with nothing to embed never loads it."""
+
+    normalized = True
+
+    def __init__(self, name: str, batch_size: int = 64):
+        self.name = name
+        self.model_id = canonical_model_id(name)
+        self.batch_size = batch_size
+
+    @property
+    def model(self) -> EmbeddingModel:
+        return load_embedding_model(self.name, self.batch_size)  # cached per process
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self.model.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.model.embed_query(text)

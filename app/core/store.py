@@ -8,7 +8,7 @@ Layout of a collection::
         <version>/
             manifest.json    format version, embedding model, splitter, documents (sha256, chunk ids)
             index.faiss      IndexIDMap2 over IndexFlatIP: chunk id -> normalised vector
-            chunks.jsonl     one chunk per line: id, doc, start, text
+            chunks.jsonl     one chunk per line: id, doc, start, text (and page, for PDFs)
             bm25/            the BM25 index over the chunk texts (app/core/lexical.py)
 
 No pickle anywhere: loading a collection never runs code from the index folder.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -36,6 +37,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from app.core.lexical import BM25_DIR, LexicalIndex, LexicalIndexMissing
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CURRENT_FILE = "CURRENT"
@@ -65,6 +68,12 @@ class InvalidCollectionName(StoreError, ValueError):
     pass
 
 
+class DocumentNotFound(StoreError):
+    def __init__(self, collection: str, doc: str):
+        self.collection, self.doc = collection, doc
+        super().__init__(f"collection {collection!r} has no document {doc!r}")
+
+
 class CorruptCollection(StoreError):
     pass
 
@@ -84,6 +93,7 @@ class Chunk:
     doc: str  # path relative to the ingested folder, POSIX separators
     start: int  # character offset of the chunk in the document's text
     text: str
+    page: int | None = None  # 1-based page the chunk starts on, for paged formats (PDF)
 
 
 class EmbeddingInfo(BaseModel):
@@ -236,12 +246,20 @@ class IndexStore:
     def load(self, name: str) -> CollectionIndex:
         version_dir = self.collection_dir(name) / self._require_version(name)
         manifest = _read_manifest(version_dir)
-        index = faiss.read_index(str(version_dir / FAISS_FILE))
+        try:
+            index = faiss.read_index(str(version_dir / FAISS_FILE))
+        except RuntimeError as exc:  # faiss reports a missing or damaged file this way
+            raise CorruptCollection(f"cannot read {version_dir / FAISS_FILE}: {exc}") from exc
         chunks: dict[int, Chunk] = {}
-        with open(version_dir / CHUNKS_FILE, encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                chunks[row["id"]] = Chunk(row["id"], row["doc"], row["start"], row["text"])
+        try:
+            with open(version_dir / CHUNKS_FILE, encoding="utf-8") as f:
+                for line in f:
+                    row = json.loads(line)
+                    chunks[row["id"]] = Chunk(
+                        row["id"], row["doc"], row["start"], row["text"], row.get("page")
+                    )
+        except (ValueError, KeyError) as exc:
+            raise CorruptCollection(f"cannot read {version_dir / CHUNKS_FILE}: {exc}") from exc
         try:
             lexical = LexicalIndex.load(version_dir / BM25_DIR)
         except LexicalIndexMissing:
@@ -270,6 +288,7 @@ class IndexStore:
         manifest = manifest.model_copy(
             update={"version": version, "created_at": now.isoformat(timespec="seconds")}
         )
+        previous = self.current_version(manifest.collection)
         tmp = cdir / f".tmp-{version}"
         tmp.mkdir()
         try:
@@ -277,9 +296,7 @@ class IndexStore:
             with open(tmp / FAISS_FILE, "rb+") as f:
                 os.fsync(f.fileno())
             lines = (
-                json.dumps(
-                    {"id": c.id, "doc": c.doc, "start": c.start, "text": c.text}, ensure_ascii=False
-                )
+                json.dumps(_chunk_row(c), ensure_ascii=False)
                 for c in sorted(collection.chunks.values(), key=lambda c: c.id)
             )
             _write_file(tmp / CHUNKS_FILE, "".join(line + "\n" for line in lines).encode("utf-8"))
@@ -296,14 +313,19 @@ class IndexStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self._prune(cdir, keep=version)
+        self._prune(cdir, keep=version, previous=previous)
         return version
 
-    def _prune(self, cdir: Path, keep: str) -> None:
-        """Remove leftovers of crashed writes and all but the newest old versions."""
+    def _prune(self, cdir: Path, keep: str, previous: str | None) -> None:
+        """Remove leftovers of crashed writes and all but the newest old versions.
+
+        The version that was live until now is kept first: a version folder that never went
+        live (a crash between its rename and the CURRENT swap) must not push it out.
+        """
         versions = sorted(p for p in cdir.iterdir() if p.is_dir() and p.name.startswith("v"))
-        old = [p for p in versions if p.name != keep]
-        for stale in old[: max(0, len(old) - KEEP_OLD_VERSIONS)]:
+        old = [p for p in versions if p.name not in (keep, previous)]
+        kept = KEEP_OLD_VERSIONS - (previous is not None and previous != keep)
+        for stale in old[: max(0, len(old) - kept)]:
             shutil.rmtree(stale, ignore_errors=True)
         for tmp in cdir.glob(".tmp-*"):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -311,10 +333,19 @@ class IndexStore:
     def delete(self, name: str) -> None:
         cdir = self.collection_dir(name)
         self._require_version(name)
-        # Rename first so the collection disappears at once, even if removal is slow.
-        doomed = self.root / f".deleted-{name}-{uuid.uuid4().hex[:6]}"
-        os.rename(cdir, doomed)
+        with self.writer_lock(name):  # never pull the folder from under a writer
+            self._require_version(name)
+            # Rename first so the collection disappears at once, even if removal is slow.
+            doomed = self.root / f".deleted-{name}-{uuid.uuid4().hex[:6]}"
+            os.rename(cdir, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _chunk_row(chunk: Chunk) -> dict:
+    row = {"id": chunk.id, "doc": chunk.doc, "start": chunk.start, "text": chunk.text}
+    if chunk.page is not None:
+        row["page"] = chunk.page
+    return row
 
 
 def _read_manifest(version_dir: Path) -> Manifest:
@@ -353,7 +384,20 @@ class CollectionCache:
             return cached
         with self._lock:
             cached = self._loaded.get(name)
-            if cached is None or cached.version != version:
-                cached = self.store.load(name)
-                self._loaded[name] = cached
-            return cached
+            if cached is not None and cached.version == self.store.current_version(name):
+                return cached
+            for attempt in range(3):
+                try:
+                    loaded = self.store.load(name)
+                    break
+                except (OSError, CorruptCollection) as exc:
+                    # A writer may have swapped and pruned the version between our reading
+                    # CURRENT and opening its files: read CURRENT again. If the new version
+                    # stays unreadable, keep answering from the one already loaded.
+                    if attempt == 2:
+                        if cached is None:
+                            raise CorruptCollection(f"collection {name!r} cannot be loaded: {exc}") from exc
+                        log.warning("keeping version %s of %r: %s", cached.version, name, exc)
+                        return cached
+            self._loaded[name] = loaded
+            return loaded

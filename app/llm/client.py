@@ -28,6 +28,24 @@ class LLMTimeout(LLMError):
     """The LLM server did not answer in time."""
 
 
+class UnknownAdapter(LLMError):
+    """A request named a LoRA adapter that the LLM server does not serve."""
+
+    def __init__(self, name: str, available: list[str]):
+        self.name, self.available = name, available
+        listed = ", ".join(available) if available else "none (the server serves no LoRA adapters)"
+        super().__init__(f"adapter {name!r} is not served by the LLM; available adapters: {listed}")
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    """A LoRA adapter served next to its base model (vLLM: --enable-lora --lora-modules)."""
+
+    name: str
+    base: str
+    path: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     text: str
@@ -56,6 +74,8 @@ class LLMClient:
         # For the endpoints outside the OpenAI API (tokenizers live at the server root).
         self._http = httpx.AsyncClient(timeout=self._timeout)
         self._tokenize_route: str | None = None
+        # Whether the server counts whole chat prompts (vLLM's /tokenize messages form).
+        self._counts_messages: bool | None = None
 
     @property
     def server_root(self) -> str:
@@ -72,12 +92,14 @@ class LLMClient:
         temperature: float,
         max_tokens: int,
         stop: list[str] | None = None,
+        model: str | None = None,
     ) -> Completion:
+        """One chat completion; ``model`` may name a LoRA adapter served beside the base model."""
         try:
             # max_tokens, not max_completion_tokens: llama.cpp's server ignores the latter,
             # and generation then runs until the context is full.
             response = await self._openai.chat.completions.create(
-                model=self.model,
+                model=model or self.model,
                 messages=messages,
                 temperature=temperature,
                 max_tokens=max_tokens,
@@ -97,7 +119,7 @@ class LLMClient:
         usage = response.usage
         return Completion(
             text=(choice.message.content or "").strip(),
-            model=response.model or self.model,
+            model=response.model or model or self.model,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason,
@@ -126,6 +148,39 @@ class LLMClient:
             if entry.get("id") == self.model:
                 return entry["max_model_len"]
         return entries[0]["max_model_len"] if entries else None
+
+    async def list_adapters(self) -> list[Adapter]:
+        """The LoRA adapters the server lists: vLLM gives each a ``parent`` (its base model)."""
+        return [
+            Adapter(e["id"], e["parent"], e.get("root"))
+            for e in await self.list_models()
+            if e.get("parent")
+        ]
+
+    async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """Tokens of the whole chat prompt as the server renders it (chat template included).
+
+        Exact where the engine offers it (vLLM's ``/tokenize`` with ``messages``: its count equals
+        the completion's ``usage.prompt_tokens``); None where it does not (llama.cpp's server).
+        """
+        if self._counts_messages is False:
+            return None
+        body = {"model": self.model, "messages": messages, "add_generation_prompt": True}
+        try:
+            response = await self._http.post(f"{self.server_root}/tokenize", json=body)
+        except httpx.HTTPError:
+            return None  # unreachable now: say nothing about support
+        if response.status_code in (404, 405):
+            self._counts_messages = False
+            return None
+        if response.status_code != 200:
+            raise LLMError(
+                f"the LLM at {self.base_url} could not tokenize the prompt "
+                f"({response.status_code}): {response.text[:300]}"
+            )
+        self._counts_messages = True
+        data = response.json()
+        return int(data["count"]) if "count" in data else len(data["tokens"])
 
     async def count_tokens(self, text: str) -> int | None:
         """Tokens in ``text`` by the serving engine's own tokenizer; None if it offers none."""

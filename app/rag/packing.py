@@ -1,9 +1,25 @@
-"""Fitting the prompt into the model's context window, counted in the serving engine's tokens."""
+"""Fitting the prompt into the model's context window, counted in the serving engine's tokens.
+
+The rule: prompt tokens + max_tokens <= the served context window, always. vLLM rejects a
+longer prompt with a 400 and silently cuts the answer short when only max_tokens overflows;
+llama.cpp's server fails with "Requested tokens exceed context window".
+
+How a prompt is measured, best first:
+1. exact: the whole rendered chat prompt, by the engine (vLLM's ``/tokenize`` with ``messages``);
+2. per message: each message's text by the engine's tokenizer (llama.cpp's ``/extras/tokenize``),
+   plus an allowance for the chat template's role markers and a safety margin;
+3. bytes: UTF-8 bytes per message (byte-level BPE never makes more tokens than bytes), logged.
+
+Passages go in rank order (binary search over how many fit); the first one that does not fit
+whole is cut at a sentence boundary, or dropped when not even its first sentence fits.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
 from app.llm.client import LLMClient
 from app.rag.prompts import PromptMode, format_passages, render_messages, to_openai_messages
@@ -11,10 +27,16 @@ from app.rag.retrieval import Passage
 
 log = logging.getLogger(__name__)
 
-# Chat templates add role markers around each message; this covers Llama 2's and ChatML's.
+# Chat templates add role markers around each message (Llama 2's [INST] ... [/INST], ChatML's
+# <|im_start|>role ... <|im_end|>); only needed when the engine cannot count whole prompts.
 TEMPLATE_TOKENS_PER_MESSAGE = 8
-# Tokens counted piecewise can differ slightly from the whole prompt's count.
-SAFETY_MARGIN = 32
+# Room kept free when the count is not exact.
+ESTIMATE_MARGIN = 32
+
+# Sentence ends: Latin and CJK full stops, question and exclamation marks, or a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?。？！])\s+|\n+")
+
+Messages = list[dict[str, str]]
 
 
 class PromptTooLong(Exception):
@@ -23,10 +45,18 @@ class PromptTooLong(Exception):
 
 @dataclass
 class PackedPrompt:
-    messages: list[dict[str, str]]
-    passages: list[Passage]  # those that fit, in rank order
-    dropped: int
-    prompt_tokens_estimate: int
+    messages: Messages
+    passages: list[Passage]  # those the model sees, in rank order (the last one maybe cut)
+    dropped: int  # retrieved passages left out entirely
+    truncated: bool  # whether the last passage was cut at a sentence boundary
+    prompt_tokens: int  # as measured while packing
+    exact: bool  # measured by the engine on the whole rendered prompt
+    budget: int  # the most prompt tokens allowed: window - max_tokens (- margin if estimated)
+    context_window: int
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(text.strip()) if s]
 
 
 class ContextPacker:
@@ -35,8 +65,11 @@ class ContextPacker:
         self.configured_window = configured_window
         self._window: int | None = None
         self._warned_estimate = False
+        self._warned_per_message = False
+        self._piece_cache: dict[str, int] = {}  # system and exemplar messages repeat
 
     async def context_window(self) -> int:
+        """The served window (vLLM's max_model_len), else the configured one (embedded n_ctx)."""
         if self._window is None:
             try:
                 served = await self.llm.served_context_window()
@@ -54,25 +87,98 @@ class ContextPacker:
             self._warned_estimate = True
         return len(text.encode("utf-8"))  # byte-level tokenizers never exceed one token per byte
 
+    async def measure(self, messages: Messages) -> tuple[int, bool]:
+        """(prompt tokens, exact?) for the chat prompt these messages render to."""
+        exact = await self.llm.count_prompt_tokens(messages)
+        if exact is not None:
+            return exact, True
+        if not self._warned_per_message:
+            log.info(
+                "the LLM server cannot count whole chat prompts; packing with per-message counts, "
+                "%d tokens per message for the template and a %d-token margin",
+                TEMPLATE_TOKENS_PER_MESSAGE, ESTIMATE_MARGIN,
+            )  # fmt: skip
+            self._warned_per_message = True
+        total = 0
+        for message in messages:
+            content = message["content"]
+            if content not in self._piece_cache:
+                if len(self._piece_cache) > 256:
+                    self._piece_cache.clear()
+                self._piece_cache[content] = await self.count(content)
+            total += self._piece_cache[content] + TEMPLATE_TOKENS_PER_MESSAGE
+        return total, False
+
     async def pack(
         self, mode: PromptMode, question: str, passages: list[Passage], max_tokens: int
     ) -> PackedPrompt:
-        budget = await self.context_window() - max_tokens - SAFETY_MARGIN
-        skeleton = render_messages(mode, question, context="")
-        used = sum([await self.count(m.content) for m in skeleton]) + TEMPLATE_TOKENS_PER_MESSAGE * len(skeleton)
-        if used > budget:
+        window = await self.context_window()
+
+        def build(chosen: list[Passage]) -> Messages:
+            context = format_passages([p.text for p in chosen], [p.doc for p in chosen])
+            return to_openai_messages(render_messages(mode, question, context))
+
+        async def fit(chosen: list[Passage]) -> _Fit | None:
+            """The measured prompt if it leaves room for max_tokens, else None."""
+            messages = build(chosen)
+            tokens, exact = await self.measure(messages)
+            budget = window - max_tokens - (0 if exact else ESTIMATE_MARGIN)
+            return _Fit(chosen, messages, tokens, exact, budget) if tokens <= budget else None
+
+        best = await fit([])
+        if best is None:
+            tokens, exact = await self.measure(build([]))
             raise PromptTooLong(
-                f"the question needs about {used} tokens of prompt; with max_tokens={max_tokens} "
-                f"it does not fit the model's {budget + max_tokens + SAFETY_MARGIN}-token context "
+                f"the question alone needs {'' if exact else 'about '}{tokens} prompt tokens; with "
+                f"max_tokens={max_tokens} that does not fit the model's {window}-token context "
                 "window: shorten the question or lower max_tokens"
             )
-        kept: list[Passage] = []
-        for passage in passages:
-            cost = await self.count(format_passages([passage.text], [passage.doc])) + 2
-            if used + cost > budget:
-                break
-            used += cost
-            kept.append(passage)
-        context = format_passages([p.text for p in kept], [p.doc for p in kept])
-        messages = to_openai_messages(render_messages(mode, question, context))
-        return PackedPrompt(messages, kept, len(passages) - len(kept), used)
+        everything = await fit(passages) if passages else None
+        if everything is not None:
+            best = everything
+        elif passages:
+            lo, hi = 0, len(passages)  # passages[:lo] fits, passages[:hi] does not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if (found := await fit(passages[:mid])) is not None:
+                    lo, best = mid, found
+                else:
+                    hi = mid
+            best = await self._cut_at_sentence(passages[lo], best, fit) or best
+        truncated = bool(best.passages) and best.passages[-1] is not passages[len(best.passages) - 1]
+        return PackedPrompt(
+            messages=best.messages,
+            passages=best.passages,
+            dropped=len(passages) - len(best.passages),
+            truncated=truncated,
+            prompt_tokens=best.tokens,
+            exact=best.exact,
+            budget=best.budget,
+            context_window=window,
+        )
+
+    @staticmethod
+    async def _cut_at_sentence(
+        passage: Passage, kept: _Fit, fit: Callable[[list[Passage]], Awaitable[_Fit | None]]
+    ) -> _Fit | None:
+        """``kept`` plus the longest leading run of the passage's sentences that fits, or None."""
+        parts = sentences(passage.text)
+        best = None
+        lo, hi = 0, len(parts)  # parts[:lo] fits (0: trivially), parts[:hi] does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            cut = replace(passage, text=" ".join(parts[:mid]))
+            if (found := await fit(kept.passages + [cut])) is not None:
+                lo, best = mid, found
+            else:
+                hi = mid
+        return best
+
+
+@dataclass
+class _Fit:
+    passages: list[Passage]
+    messages: Messages
+    tokens: int
+    exact: bool
+    budget: int

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
-from app.llm.client import LLMClient
+from app.llm.client import LLMClient, UnknownAdapter
 from app.rag.packing import ContextPacker
 from app.rag.prompts import PromptMode, is_refusal
 from app.rag.retrieval import Passage, RetrievalOptions, Retriever
@@ -21,6 +21,7 @@ class AskQuery:
     prompt_mode: PromptMode
     temperature: float
     max_tokens: int
+    adapter: str | None = None  # a LoRA adapter served beside the base model
     retrieval: RetrievalOptions | None = None  # None: the retriever's defaults
 
 
@@ -62,8 +63,16 @@ class AskPipeline:
     ) -> list[Passage]:
         return await run_in_threadpool(self.retriever.run, question, collection, top_k, options)
 
+    async def check_adapter(self, name: str) -> None:
+        """Fail fast, before retrieval, when the server does not serve the named adapter."""
+        available = [a.name for a in await self.llm.list_adapters()]
+        if name not in available:
+            raise UnknownAdapter(name, available)
+
     async def run(self, query: AskQuery) -> AskResult:
         started = time.perf_counter()
+        if query.adapter:
+            await self.check_adapter(query.adapter)
         passages = await self.retrieve(
             query.question, query.collection, query.top_k, query.retrieval
         )
@@ -78,6 +87,7 @@ class AskPipeline:
             temperature=query.temperature,
             max_tokens=query.max_tokens,
             stop=ANSWER_STOP,
+            model=query.adapter,
         )
         done = time.perf_counter()
 

@@ -57,6 +57,7 @@ class Passage:
     text: str
     score: float  # cosine similarity to the question
     rank: int  # 1-based, in retrieval order
+    page: int | None = None  # for PDFs: the page the passage starts on
 
 
 def reciprocal_rank_fusion(
@@ -162,9 +163,10 @@ class Retriever:
         else:
             order = list(range(min(top_k, len(ids))))
         cosine = vectors @ query
+        chunks = [index.chunks[ids[i]] for i in order]
         return [
-            Passage(ids[i], index.chunks[ids[i]].doc, index.chunks[ids[i]].text, float(cosine[i]), rank)
-            for rank, i in enumerate(order, start=1)
+            Passage(c.id, c.doc, c.text, float(cosine[i]), rank, c.page)
+            for rank, (i, c) in enumerate(zip(order, chunks), start=1)
         ]
 
     def _check_model(self, index: CollectionIndex, collection: str) -> None:

@@ -53,6 +53,8 @@ def test_invalid_requests_get_422_with_a_message(client, route, body, mentions):
         ({"question": "ok?", "max_tokens": 0}, "max_tokens"),
         ({"question": "ok?", "max_tokens": 4096}, "max_tokens"),
         ({"question": "ok?", "prompt_mode": "ten_shot"}, "prompt_mode"),
+        ({"question": "ok?", "adapter": ""}, "adapter"),
+        ({"question": "ok?", "adapter": 7}, "adapter"),
     ],
 )
 def test_invalid_generation_settings_get_422(client, body, mentions):

@@ -133,3 +133,48 @@ def test_delete_removes_the_collection(tmp_path):
     assert store.list_collections() == []
     with pytest.raises(CollectionNotFound):
         store.load("docs")
+
+
+def test_page_numbers_round_trip_and_old_chunk_files_still_load(tmp_path):
+    store = IndexStore(tmp_path)
+    collection = make_collection("docs", 6)
+    collection.chunks[4] = Chunk(4, "doc1.txt", 40, "on page two", page=2)
+    store.write(collection)
+    loaded = store.load("docs")
+    assert loaded.chunks[4].page == 2 and loaded.chunks[0].page is None
+
+    # A chunks.jsonl written before pages existed has no "page" key at all.
+    version_dir = tmp_path / "docs" / store.current_version("docs")
+    lines = (version_dir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+    assert '"page"' in lines[4] and all('"page"' not in ln for i, ln in enumerate(lines) if i != 4)
+    (version_dir / "chunks.jsonl").write_text(
+        "".join(ln.replace(', "page": 2', "") + "\n" for ln in lines), encoding="utf-8"
+    )
+    assert store.load("docs").chunks[4].page is None
+
+
+def test_pruning_keeps_the_previously_live_version_over_an_orphan(tmp_path):
+    store = IndexStore(tmp_path)
+    live = store.write(make_collection("docs", 5))
+    # A crash between the version rename and the CURRENT swap leaves a newer, never-live folder.
+    orphan = tmp_path / "docs" / "vzzzz-orphan"
+    (tmp_path / "docs" / live).rename(orphan)
+    import shutil
+
+    shutil.copytree(orphan, tmp_path / "docs" / live)
+    newest = store.write(make_collection("docs", 7, seed=3))
+    on_disk = sorted(p.name for p in (tmp_path / "docs").iterdir() if p.name.startswith("v"))
+    assert on_disk == sorted([live, newest])
+
+
+def test_cache_keeps_serving_when_the_new_version_is_unreadable(tmp_path):
+    store = IndexStore(tmp_path)
+    store.write(make_collection("docs", 5))
+    cache = CollectionCache(store)
+    first = cache.get("docs")
+    broken = store.write(make_collection("docs", 9, seed=2))
+    (tmp_path / "docs" / broken / "index.faiss").write_bytes(b"garbage")
+    assert cache.get("docs") is first
+    fresh = CollectionCache(store)  # nothing loaded yet: a clear error, not a crash
+    with pytest.raises(store_module.CorruptCollection, match="cannot be loaded"):
+        fresh.get("docs")

@@ -20,6 +20,7 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
             prompt_mode=body.prompt_mode,
             temperature=body.temperature,
             max_tokens=body.max_tokens or settings.llm_default_max_tokens,
+            adapter=body.adapter or settings.collection_adapters.get(body.collection),
             retrieval=pipeline.retriever.options(body.retrieval, body.diversity),
         )
     )

@@ -1,12 +1,25 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, File, Path, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ServicesDep
-from app.api.schemas import CollectionInfo, CollectionsResponse
+from app.api.schemas import (
+    CollectionDeleted,
+    CollectionInfo,
+    CollectionsResponse,
+    DocumentInfo,
+    DocumentsResponse,
+    UploadResponse,
+    WriteSummary,
+)
+from app.core.store import COLLECTION_NAME_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["collections"])
+
+CollectionPath = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN, description="collection name")]
 
 
 @router.get("/collections", response_model=CollectionsResponse)
@@ -28,3 +41,46 @@ async def list_collections(services: ServicesDep) -> CollectionsResponse:
         return infos
 
     return CollectionsResponse(collections=await run_in_threadpool(describe))
+
+
+@router.delete("/collections/{name}", response_model=CollectionDeleted)
+async def delete_collection(name: CollectionPath, services: ServicesDep) -> CollectionDeleted:
+    """Delete a collection and all its versions. Queries already running finish on the old data."""
+    await run_in_threadpool(services.documents.delete_collection, name)
+    return CollectionDeleted(collection=name)
+
+
+@router.get("/collections/{name}/documents", response_model=DocumentsResponse)
+async def list_documents(name: CollectionPath, services: ServicesDep) -> DocumentsResponse:
+    manifest = await run_in_threadpool(services.documents.manifest, name)
+    return DocumentsResponse(
+        collection=name,
+        version=manifest.version,
+        documents=[
+            DocumentInfo(doc=doc, sha256=e.sha256, chunks=len(e.chunk_ids), chars=e.chars)
+            for doc, e in sorted(manifest.documents.items())
+        ],
+    )
+
+
+@router.post("/collections/{name}/documents", response_model=UploadResponse)
+async def upload_documents(
+    name: CollectionPath,
+    files: Annotated[list[UploadFile], File(description="one or more .txt .md .html .pdf .docx files")],
+    services: ServicesDep,
+) -> UploadResponse:
+    """Add or replace documents (creating the collection if new); the new version goes live at once."""
+    stored, summary = await run_in_threadpool(
+        services.documents.upload, name, [(f.filename, f.file) for f in files]
+    )
+    return UploadResponse(
+        files=[{"filename": s.filename, "doc": s.doc} for s in stored],
+        summary=WriteSummary.model_validate(summary.to_dict()),
+    )
+
+
+@router.delete("/collections/{name}/documents/{doc:path}", response_model=WriteSummary)
+async def delete_document(name: CollectionPath, doc: str, services: ServicesDep) -> WriteSummary:
+    """Remove one document's chunks; it stops being retrieved as soon as this returns."""
+    summary = await run_in_threadpool(services.documents.delete_document, name, doc)
+    return WriteSummary.model_validate(summary.to_dict())
