@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
 from app.core.store import SplitterInfo
 
-# Paragraphs, lines, then sentence ends (Latin and CJK), then words.
-SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "다. ", "。", " ", ""]
+# Paragraphs, lines, then sentence ends, then words; characters only as a last resort.
+# A sentence ends at . ? ! (also full-width, and Korean 다. 요. alike), optionally followed by a
+# closing quote or bracket, then whitespace. Lookbehinds keep the punctuation with its sentence.
+_CLOSERS = "\"'”’」』)）"
+_SENTENCE_END = r"(?<=[.?!。？！])\s+|(?<=[.?!。？！][" + re.escape(_CLOSERS) + r"])\s+"
+SEPARATORS = [r"\n\s*\n", r"\n", _SENTENCE_END, r"(?<=[。？！])", r"\s+", ""]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +25,7 @@ class TextPiece:
 class TextSplitter:
     def __init__(self, chunk_size: int, chunk_overlap: int):
         self.info = SplitterInfo(
-            name="recursive_character", chunk_size=chunk_size, chunk_overlap=chunk_overlap
+            name="recursive_sentences/2", chunk_size=chunk_size, chunk_overlap=chunk_overlap
         )
 
     @cached_property
@@ -33,6 +38,7 @@ class TextSplitter:
             chunk_size=info.chunk_size,
             chunk_overlap=info.chunk_overlap,
             separators=SEPARATORS,
+            is_separator_regex=True,
             keep_separator="end",
             add_start_index=True,
             strip_whitespace=True,

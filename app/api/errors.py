@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.api.metrics import observe_llm_error
+from app.core.lexical import LexicalIndexMissing
 from app.core.store import (
     CollectionNotFound,
     CorruptCollection,
@@ -32,6 +33,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
     (PromptTooLong, 422),
     (UnknownAdapter, 422),
     (EmbeddingModelMismatch, 409),
+    (LexicalIndexMissing, 409),
     (LLMTimeout, 504),
     (LLMUnavailable, 503),
     (LLMError, 502),

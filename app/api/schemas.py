@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.store import COLLECTION_NAME_PATTERN
 from app.rag.prompts import PromptMode
+from app.rag.retrieval import RetrievalMode
 
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 Question = Annotated[
@@ -23,6 +24,12 @@ class RetrieveRequest(BaseModel):
     question: Question
     collection: CollectionName = "default"
     top_k: int | None = Field(None, ge=1, le=50, description="passages to retrieve; default from settings")
+    retrieval: RetrievalMode | None = Field(
+        None, description="dense, bm25 or hybrid (both fused by RRF); default from settings"
+    )
+    diversity: float | None = Field(
+        None, ge=0.0, le=1.0, description="MMR re-ranking: 0 = off, higher = fewer near-duplicates"
+    )
 
 
 class AskRequest(RetrieveRequest):
@@ -47,7 +54,7 @@ class Source(BaseModel):
     id: int
     doc: str = Field(description="file name relative to the ingested folder")
     text: str
-    score: float = Field(description="cosine similarity to the question")
+    score: float = Field(description="cosine similarity to the question, in every retrieval mode")
     rank: int
     page: int | None = Field(None, description="for PDFs: the page the passage starts on")
 

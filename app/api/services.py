@@ -10,7 +10,7 @@ from app.core.store import CollectionCache, IndexStore
 from app.llm.client import LLMClient
 from app.rag.packing import ContextPacker
 from app.rag.pipeline import AskPipeline
-from app.rag.retrieval import Retriever
+from app.rag.retrieval import RetrievalOptions, Retriever
 from ingest.documents import DocumentService
 from ingest.run import IngestJob
 from ingest.splitting import TextSplitter
@@ -44,7 +44,7 @@ class Services:
             connect_timeout_s=settings.llm_connect_timeout_s,
         )
         pipeline = AskPipeline(
-            Retriever(collections, embedder),
+            Retriever(collections, embedder, RetrievalOptions.from_settings(settings)),
             ContextPacker(llm, settings.llm_context_window),
             llm,
             settings.min_relevance,

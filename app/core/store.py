@@ -9,6 +9,7 @@ Layout of a collection::
             manifest.json    format version, embedding model, splitter, documents (sha256, chunk ids)
             index.faiss      IndexIDMap2 over IndexFlatIP: chunk id -> normalised vector
             chunks.jsonl     one chunk per line: id, doc, start, text (and page, for PDFs)
+            bm25/            the BM25 index over the chunk texts (app/core/lexical.py)
 
 No pickle anywhere: loading a collection never runs code from the index folder.
 A write builds a complete new version in a temporary folder, renames it into place and
@@ -34,6 +35,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 from pydantic import BaseModel, Field
+
+from app.core.lexical import BM25_DIR, LexicalIndex, LexicalIndexMissing
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +138,13 @@ class SearchHit:
 class CollectionIndex:
     """One immutable, fully loaded version of a collection."""
 
-    def __init__(self, manifest: Manifest, index: faiss.Index, chunks: dict[int, Chunk]):
+    def __init__(
+        self,
+        manifest: Manifest,
+        index: faiss.Index,
+        chunks: dict[int, Chunk],
+        lexical: LexicalIndex | None = None,
+    ):
         if index.ntotal != len(chunks):
             raise CorruptCollection(
                 f"collection {manifest.collection!r}: {index.ntotal} vectors but {len(chunks)} chunks"
@@ -143,6 +152,8 @@ class CollectionIndex:
         self.manifest = manifest
         self.index = index
         self.chunks = chunks
+        # Loaded from disk with the version; None for a collection built in memory and not written.
+        self.lexical = lexical
 
     @classmethod
     def empty(cls, manifest: Manifest) -> CollectionIndex:
@@ -249,7 +260,11 @@ class IndexStore:
                     )
         except (ValueError, KeyError) as exc:
             raise CorruptCollection(f"cannot read {version_dir / CHUNKS_FILE}: {exc}") from exc
-        return CollectionIndex(manifest, index, chunks)
+        try:
+            lexical = LexicalIndex.load(version_dir / BM25_DIR)
+        except LexicalIndexMissing:
+            lexical = None  # written before BM25 was stored: dense retrieval still works
+        return CollectionIndex(manifest, index, chunks, lexical)
 
     @contextlib.contextmanager
     def writer_lock(self, name: str) -> Iterator[None]:
@@ -285,6 +300,8 @@ class IndexStore:
                 for c in sorted(collection.chunks.values(), key=lambda c: c.id)
             )
             _write_file(tmp / CHUNKS_FILE, "".join(line + "\n" for line in lines).encode("utf-8"))
+            # Rebuilt from the chunk texts on every write, so it always matches them exactly.
+            LexicalIndex.build((c.id, c.text) for c in collection.chunks.values()).save(tmp / BM25_DIR)
             # The manifest goes last: a version folder with a manifest is complete.
             _write_file(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode("utf-8"))
             _fsync_dir(tmp)

@@ -144,12 +144,13 @@ class LLMClient:
         temperature: float,
         max_tokens: int,
         stop: list[str] | None = None,
+        model: str | None = None,
     ) -> AsyncIterator[StreamDelta]:
         """The answer as it is generated. Closing the iterator early closes the HTTP stream,
         which makes llama.cpp's server and vLLM stop generating."""
         try:
             stream = await self._openai.chat.completions.create(
-                model=self.model,
+                model=model or self.model,
                 messages=messages,
                 temperature=temperature,
                 max_tokens=max_tokens,

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from starlette.concurrency import run_in_threadpool
 
 from app.llm.client import LLMClient, UnknownAdapter
-from app.rag.packing import ContextPacker
+from app.rag.packing import ContextPacker, PackedPrompt
 from app.rag.prompts import PromptMode, is_refusal
-from app.rag.retrieval import Passage, Retriever
+from app.rag.retrieval import Passage, RetrievalOptions, Retriever
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,15 @@ class AskQuery:
     # Ask the LLM with no passages (the evaluation's baseline); retrieval is skipped.
     closed_book: bool = False
     adapter: str | None = None  # a LoRA adapter served beside the base model
+    retrieval: RetrievalOptions | None = None  # None: the retriever's defaults
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPrompt:
+    packed: PackedPrompt
+    started: float  # perf_counter() readings, for the timings
+    retrieved: float
+    packed_at: float
 
 
 @dataclass
@@ -59,8 +68,10 @@ class AskPipeline:
         self.llm = llm
         self.min_relevance = min_relevance
 
-    async def retrieve(self, question: str, collection: str, top_k: int) -> list[Passage]:
-        return await run_in_threadpool(self.retriever.run, question, collection, top_k)
+    async def retrieve(
+        self, question: str, collection: str, top_k: int, options: RetrievalOptions | None = None
+    ) -> list[Passage]:
+        return await run_in_threadpool(self.retriever.run, question, collection, top_k, options)
 
     async def check_adapter(self, name: str) -> None:
         """Fail fast, before retrieval, when the server does not serve the named adapter."""
@@ -68,17 +79,20 @@ class AskPipeline:
         if name not in available:
             raise UnknownAdapter(name, available)
 
-    async def run(self, query: AskQuery) -> AskResult:
+    async def prepare(self, query: AskQuery) -> PreparedPrompt:
+        """Everything before generation, shared by ``run`` and the streamed answer:
+        check the adapter, retrieve (unless closed-book), and pack the prompt."""
         started = time.perf_counter()
         if query.adapter:
             await self.check_adapter(query.adapter)
         passages = (
             []
             if query.closed_book
-            else await self.retrieve(query.question, query.collection, query.top_k)
+            else await self.retrieve(
+                query.question, query.collection, query.top_k, query.retrieval
+            )
         )
         retrieved = time.perf_counter()
-
         packed = await self.packer.pack(
             query.prompt_mode,
             query.question,
@@ -86,7 +100,19 @@ class AskPipeline:
             query.max_tokens,
             closed_book=query.closed_book,
         )
-        generating = time.perf_counter()
+        return PreparedPrompt(packed, started, retrieved, time.perf_counter())
+
+    def judge(self, answer: str, passages: list[Passage]) -> tuple[bool, bool]:
+        """(grounded, refused): grounded needs a passage the model saw that is similar
+        enough to the question to be evidence, and an answer that is not a refusal."""
+        refused = is_refusal(answer)
+        has_evidence = any(p.score >= self.min_relevance for p in passages)
+        return has_evidence and not refused, refused
+
+    async def run(self, query: AskQuery) -> AskResult:
+        prepared = await self.prepare(query)
+        packed, started, retrieved = prepared.packed, prepared.started, prepared.retrieved
+        generating = prepared.packed_at
         completion = await self.llm.chat(
             packed.messages,
             temperature=query.temperature,
@@ -96,12 +122,10 @@ class AskPipeline:
         )
         done = time.perf_counter()
 
-        refused = is_refusal(completion.text)
-        # Evidence: at least one passage the model saw is similar enough to the question.
-        has_evidence = any(p.score >= self.min_relevance for p in packed.passages)
+        grounded, refused = self.judge(completion.text, packed.passages)
         return AskResult(
             answer=completion.text,
-            grounded=has_evidence and not refused,
+            grounded=grounded,
             refused=refused,
             sources=packed.passages,
             passages_dropped=packed.dropped,

@@ -1,15 +1,53 @@
-"""Dense retrieval over a stored collection."""
+"""Retrieval over a stored collection: dense, BM25 or both fused by RRF, then optional MMR.
+
+Whatever ranks the passages, ``Passage.score`` is the cosine similarity of the passage to the
+question, so the relevance threshold means the same in every mode.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 
+import numpy as np
+
+from app.core.config import Settings
 from app.core.embeddings import EmbeddingModel
-from app.core.store import CollectionCache
+from app.core.lexical import LexicalIndexMissing
+from app.core.store import CollectionCache, CollectionIndex
+
+# RRF's k: 60 as in Cormack et al. (2009); it damps the weight of the very first ranks.
+RRF_K = 60
 
 
 class EmbeddingModelMismatch(Exception):
     """The collection was embedded with another model than the service's: its vectors don't compare."""
+
+
+class RetrievalMode(str, Enum):
+    dense = "dense"
+    bm25 = "bm25"
+    hybrid = "hybrid"
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalOptions:
+    mode: RetrievalMode = RetrievalMode.hybrid
+    # Share of the RRF weight that goes to the dense ranking (the rest to BM25).
+    dense_weight: float = 0.3
+    # 0 = rank by relevance only; higher values trade relevance for novelty (MMR's λ = 1 - diversity).
+    diversity: float = 0.0
+    # How many candidates each ranking contributes before fusion and MMR (at least top_k).
+    candidates: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrievalOptions:
+        return cls(
+            mode=RetrievalMode(settings.retrieval_mode),
+            dense_weight=settings.hybrid_dense_weight,
+            diversity=settings.retrieval_diversity,
+            candidates=settings.retrieval_candidates,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,19 +55,121 @@ class Passage:
     id: int
     doc: str
     text: str
-    score: float
+    score: float  # cosine similarity to the question
     rank: int  # 1-based, in retrieval order
     page: int | None = None  # for PDFs: the page the passage starts on
 
 
+def reciprocal_rank_fusion(
+    rankings: list[list[int]], weights: list[float] | None = None, k: int = RRF_K
+) -> list[tuple[int, float]]:
+    """Fuse ranked id lists: score(d) = sum_i w_i / (k + rank_i(d)), ranks 1-based; best first.
+
+    Ties keep the order in which ids were first seen, so the result is deterministic.
+    """
+    weights = weights if weights is not None else [1.0] * len(rankings)
+    if len(weights) != len(rankings):
+        raise ValueError("one weight per ranking")
+    scores: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights):
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def maximal_marginal_relevance(
+    relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: float
+) -> list[int]:
+    """Indices of ``k`` candidates picked greedily by λ·rel - (1-λ)·max sim to those picked.
+
+    ``relevance`` is scaled to [0, 1] first, so λ = 1 - diversity means the same whatever the
+    first stage's score scale. ``vectors`` are normalised, so their dot product is cosine.
+    """
+    n = len(relevance)
+    if n == 0 or k <= 0:
+        return []
+    lam = 1.0 - diversity
+    rel = np.asarray(relevance, dtype=np.float64)
+    spread = rel.max() - rel.min()
+    rel = (rel - rel.min()) / spread if spread > 0 else np.ones(n)
+    sims = vectors @ vectors.T
+    picked = [int(np.argmax(rel))]
+    max_sim = sims[picked[0]].astype(np.float64)
+    available = np.ones(n, dtype=bool)
+    available[picked[0]] = False
+    while len(picked) < min(k, n):
+        mmr = lam * rel - (1.0 - lam) * max_sim
+        mmr[~available] = -np.inf
+        best = int(np.argmax(mmr))
+        picked.append(best)
+        available[best] = False
+        max_sim = np.maximum(max_sim, sims[best])
+    return picked
+
+
 class Retriever:
-    def __init__(self, collections: CollectionCache, embedder: EmbeddingModel):
+    def __init__(
+        self,
+        collections: CollectionCache,
+        embedder: EmbeddingModel,
+        defaults: RetrievalOptions | None = None,
+    ):
         self.collections = collections
         self.embedder = embedder
+        self.defaults = defaults or RetrievalOptions()
 
-    def run(self, question: str, collection: str, top_k: int) -> list[Passage]:
-        """Top ``top_k`` chunks by cosine similarity. CPU-bound: call it from a worker thread."""
+    def options(
+        self, mode: RetrievalMode | None = None, diversity: float | None = None
+    ) -> RetrievalOptions:
+        """The defaults with a request's overrides (None keeps the default)."""
+        changes = {"mode": mode, "diversity": diversity}
+        return replace(self.defaults, **{k: v for k, v in changes.items() if v is not None})
+
+    def run(
+        self,
+        question: str,
+        collection: str,
+        top_k: int,
+        options: RetrievalOptions | None = None,
+    ) -> list[Passage]:
+        """Top ``top_k`` chunks for the question. CPU-bound: call it from a worker thread."""
+        options = options or self.defaults
         index = self.collections.get(collection)
+        self._check_model(index, collection)
+        query = self.embedder.embed_query(question)
+        pool = max(top_k, options.candidates)
+
+        if options.mode is RetrievalMode.dense:
+            ranked = [(h.chunk.id, h.score) for h in index.search(query, pool)]
+        else:
+            lexical = self._lexical(index, collection).search(question, pool)
+            if options.mode is RetrievalMode.bm25:
+                ranked = lexical
+            else:
+                dense = [h.chunk.id for h in index.search(query, pool)]
+                ranked = reciprocal_rank_fusion(
+                    [dense, [cid for cid, _ in lexical]],
+                    [options.dense_weight, 1.0 - options.dense_weight],
+                )[:pool]
+        if not ranked:
+            return []
+
+        ids = [cid for cid, _ in ranked]
+        vectors = index.vectors_for(ids)
+        if options.diversity > 0:
+            order = maximal_marginal_relevance(
+                np.array([s for _, s in ranked]), vectors, top_k, options.diversity
+            )
+        else:
+            order = list(range(min(top_k, len(ids))))
+        cosine = vectors @ query
+        chunks = [index.chunks[ids[i]] for i in order]
+        return [
+            Passage(c.id, c.doc, c.text, float(cosine[i]), rank, c.page)
+            for rank, (i, c) in enumerate(zip(order, chunks), start=1)
+        ]
+
+    def _check_model(self, index: CollectionIndex, collection: str) -> None:
         built_with = index.manifest.embedding.model
         if built_with != self.embedder.model_id:
             raise EmbeddingModelMismatch(
@@ -37,8 +177,12 @@ class Retriever:
                 f"embeds queries with {self.embedder.model_id!r}; set RAGQA_EMBEDDING_MODEL="
                 f"{built_with} or re-ingest the collection"
             )
-        hits = index.search(self.embedder.embed_query(question), top_k)
-        return [
-            Passage(h.chunk.id, h.chunk.doc, h.chunk.text, h.score, rank, h.chunk.page)
-            for rank, h in enumerate(hits, start=1)
-        ]
+
+    @staticmethod
+    def _lexical(index: CollectionIndex, collection: str):
+        if index.lexical is None:
+            raise LexicalIndexMissing(
+                f"collection {collection!r} was written before ragqa stored a BM25 index; "
+                "use retrieval 'dense', or delete and re-ingest the collection"
+            )
+        return index.lexical

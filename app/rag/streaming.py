@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import anyio
 
 from app.rag.pipeline import ANSWER_STOP, AskPipeline, AskQuery, AskResult, _ms
-from app.rag.prompts import is_refusal
 from app.rag.retrieval import Passage
 
 
@@ -39,19 +38,21 @@ StreamEvent = SourcesEvent | TokenEvent | DoneEvent
 
 async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator[StreamEvent]:
     """Close the iterator to stop early: that closes the LLM stream, which stops generation."""
-    started = time.perf_counter()
-    passages = await pipeline.retrieve(query.question, query.collection, query.top_k)
-    retrieved = time.perf_counter()
-    packed = await pipeline.packer.pack(query.prompt_mode, query.question, passages, query.max_tokens)
+    prepared = await pipeline.prepare(query)
+    packed, started, retrieved = prepared.packed, prepared.started, prepared.retrieved
     yield SourcesEvent(packed.passages, packed.dropped)
 
-    generating = time.perf_counter()
+    generating = prepared.packed_at
     first_token: float | None = None
     pieces: list[str] = []
     model, finish_reason = pipeline.llm.model, None
     prompt_tokens = completion_tokens = None
     stream = pipeline.llm.chat_stream(
-        packed.messages, temperature=query.temperature, max_tokens=query.max_tokens, stop=ANSWER_STOP
+        packed.messages,
+        temperature=query.temperature,
+        max_tokens=query.max_tokens,
+        stop=ANSWER_STOP,
+        model=query.adapter,
     )
     try:
         async for delta in stream:
@@ -82,11 +83,10 @@ async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator
         # llama.cpp's server reports no usage when streaming, and a delta can hold several
         # tokens: count the answer with the engine's own tokenizer.
         completion_tokens = await pipeline.packer.count(answer) if answer else 0
-    refused = is_refusal(answer)
-    has_evidence = any(p.score >= pipeline.min_relevance for p in packed.passages)
+    grounded, refused = pipeline.judge(answer, packed.passages)
     result = AskResult(
         answer=answer,
-        grounded=has_evidence and not refused,
+        grounded=grounded,
         refused=refused,
         sources=packed.passages,
         passages_dropped=packed.dropped,

@@ -26,6 +26,7 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
         max_tokens=body.max_tokens or settings.llm_default_max_tokens,
         closed_book=body.closed_book,
         adapter=body.adapter or settings.collection_adapters.get(body.collection),
+        retrieval=pipeline.retriever.options(body.retrieval, body.diversity),
     )
     if body.stream:
         return await stream_ask(pipeline, query)
@@ -50,7 +51,12 @@ async def retrieve(
 ) -> RetrieveResponse:
     """The passages most similar to the question, without asking the LLM."""
     started = time.perf_counter()
-    passages = await pipeline.retrieve(body.question, body.collection, body.top_k or settings.top_k)
+    passages = await pipeline.retrieve(
+        body.question,
+        body.collection,
+        body.top_k or settings.top_k,
+        pipeline.retriever.options(body.retrieval, body.diversity),
+    )
     metrics.observe_retrieval(time.perf_counter() - started)
     return RetrieveResponse(
         passages=[Source.model_validate(p, from_attributes=True) for p in passages]

@@ -1,0 +1,190 @@
+"""Lexical retrieval: tokenization (Korean morphemes by kiwipiepy) and the stored BM25 index.
+
+The BM25 index lives in ``<version>/bm25/`` beside the FAISS index, so it is swapped in with
+the same atomic rename. bm25s writes it as ``.npy`` arrays and JSON; both are read back with
+``allow_pickle=False``, so loading never runs code from the index folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+import numpy as np
+from bm25s.stopwords import STOPWORDS_EN
+
+BM25_DIR = "bm25"
+META_FILE = "lexical.json"
+CHUNK_IDS_FILE = "chunk_ids.npy"
+
+KIWI_TOKENIZER = "kiwi-morphemes/1"
+WHITESPACE_TOKENIZER = "whitespace/1"
+DEFAULT_TOKENIZER = KIWI_TOKENIZER
+
+# Hangul syllables, jamo and compatibility jamo.
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+_WORD = re.compile(r"\w+")
+_HANGUL_RUN = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]+")
+# Texts where at least this share of the letters is Hangul go through the morpheme analyser;
+# an English passage that quotes a Korean name does not.
+KOREAN_MIN_SHARE = 0.2
+# Kiwi tags dropped from the index: particles (J*), endings (E*), the copula (VCP), derivational
+# suffixes (XS*) and punctuation (S* but letters/numbers/hanja). They occur in nearly every
+# Korean sentence and only add noise to the length normalisation.
+_DROPPED_TAG_PREFIXES = ("J", "E", "VCP", "XS", "SF", "SP", "SS", "SE", "SO", "SW", "W_")
+_STOPWORDS = frozenset(STOPWORDS_EN)
+
+
+class LexicalIndexMissing(Exception):
+    """The collection version has no BM25 index (written before ragqa stored one)."""
+
+
+def hangul_share(text: str) -> float:
+    letters = sum(1 for c in text if c.isalpha())
+    if not letters:
+        return 0.0
+    return len(_HANGUL.findall(text)) / letters
+
+
+def is_korean(text: str) -> bool:
+    return hangul_share(text) >= KOREAN_MIN_SHARE
+
+
+_kiwi_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _kiwi():
+    from kiwipiepy import Kiwi  # loads its model from the kiwipiepy-model package (~4 s)
+
+    return Kiwi()
+
+
+def korean_morphemes(text: str) -> list[tuple[str, str]]:
+    """(form, tag) of each morpheme, e.g. 우체통은 -> (우체통, NNG), (은, JX)."""
+    return [(form, tag) for form, tag, _ in _analyse(text)]
+
+
+def _analyse(text: str) -> list[tuple[str, str, int]]:
+    kiwi = _kiwi()
+    with _kiwi_lock:
+        return [(t.form, t.tag, t.start) for t in kiwi.tokenize(text)]
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+
+
+def _korean_terms(text: str) -> list[str]:
+    """Content morphemes of the Hangul in ``text``, plus each word's stem when it differs.
+
+    Kiwi may split a word it does not know differently in a passage than alone in a query
+    (체펠린은 -> 체펠 + 린, but 체펠린 -> 체펠린), and a compound into its parts (비행선 -> 비행 + 선);
+    the stem (the word's leading content morphemes, joined) matches both ways.
+    """
+    word_of = {}
+    for n, match in enumerate(re.finditer(r"\S+", text)):
+        for i in range(match.start(), match.end()):
+            word_of[i] = n
+    terms: list[str] = []
+    stems: dict[int, list[str]] = {}
+    closed: set[int] = set()
+    for form, tag, start in _analyse(text):
+        word = word_of.get(start, -1)
+        if tag.startswith(_DROPPED_TAG_PREFIXES) or not _HANGUL.search(form):
+            closed.add(word)
+            continue
+        terms.append(form)
+        if word not in closed:
+            stems.setdefault(word, []).append(form)
+    for parts in stems.values():
+        if len(parts) > 1:
+            terms.append("".join(parts))
+    return terms
+
+
+def tokenize(text: str, tokenizer: str = DEFAULT_TOKENIZER) -> list[str]:
+    """BM25 terms of ``text``. Korean text (by Hangul share) is split into content morphemes.
+
+    In Korean text, terms from the analyser are kept only where they are Hangul; Latin words and
+    numbers get the same terms as in English text (the analyser splits e.g. 'airship.' oddly).
+    """
+    if tokenizer == WHITESPACE_TOKENIZER or not is_korean(text):
+        return _words(text)
+    if tokenizer != KIWI_TOKENIZER:
+        raise ValueError(f"unknown tokenizer {tokenizer!r}")
+    return _korean_terms(text) + _words(_HANGUL_RUN.sub(" ", text))
+
+
+class LexicalIndex:
+    """BM25 over a collection's chunks; ``search`` returns (chunk id, score), best first."""
+
+    def __init__(self, bm25: bm25s.BM25 | None, chunk_ids: np.ndarray, tokenizer: str):
+        self.bm25 = bm25
+        self.chunk_ids = np.asarray(chunk_ids, dtype=np.int64)
+        self.tokenizer = tokenizer
+        self._vocab = bm25.vocab_dict if bm25 is not None else {}
+
+    @classmethod
+    def build(
+        cls, chunks: Iterable[tuple[int, str]], tokenizer: str = DEFAULT_TOKENIZER
+    ) -> LexicalIndex:
+        ids, corpus = [], []
+        for chunk_id, text in chunks:
+            ids.append(chunk_id)
+            corpus.append(tokenize(text, tokenizer))
+        if not ids:
+            return cls(None, np.zeros(0, dtype=np.int64), tokenizer)
+        bm25 = bm25s.BM25()
+        bm25.index(corpus, show_progress=False)
+        return cls(bm25, np.asarray(ids, dtype=np.int64), tokenizer)
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        if self.bm25 is None or k <= 0:
+            return []
+        terms = [t for t in tokenize(query, self.tokenizer) if t in self._vocab]
+        if not terms:
+            return []
+        k = min(k, len(self.chunk_ids))
+        rows, scores = self.bm25.retrieve([terms], k=k, show_progress=False, n_threads=1)
+        return [
+            (int(self.chunk_ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0
+        ]
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir()
+        if self.bm25 is not None:
+            self.bm25.save(str(folder), allow_pickle=False, show_progress=False)
+        np.save(folder / CHUNK_IDS_FILE, self.chunk_ids, allow_pickle=False)
+        meta = {"tokenizer": self.tokenizer, "chunks": len(self.chunk_ids)}
+        (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+        for path in folder.iterdir():
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        if not (folder / META_FILE).is_file():
+            raise LexicalIndexMissing(f"no BM25 index in {folder.parent}")
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        chunk_ids = np.load(folder / CHUNK_IDS_FILE, allow_pickle=False)
+        bm25 = None
+        if len(chunk_ids):
+            bm25 = bm25s.BM25.load(
+                str(folder), allow_pickle=False, show_progress=False, mmap=False, verbosity=0
+            )
+        return cls(bm25, chunk_ids, meta["tokenizer"])

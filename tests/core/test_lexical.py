@@ -1,0 +1,78 @@
+"""Tokenization by language and the stored BM25 index (no pickle, exact round trip)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.lexical import (
+    WHITESPACE_TOKENIZER,
+    LexicalIndex,
+    LexicalIndexMissing,
+    hangul_share,
+    is_korean,
+    korean_morphemes,
+    tokenize,
+)
+
+
+def test_kiwi_splits_particles_from_nouns():
+    morphemes = korean_morphemes("우체통은 빨간색이다.")
+    assert morphemes[:2] == [("우체통", "NNG"), ("은", "JX")]
+
+
+def test_korean_terms_are_content_morphemes():
+    assert tokenize("우체통은 빨간색이다.") == ["우체통", "빨간색"]
+    # The same noun with other particles gives the same term; whitespace keeps the eojeol.
+    assert tokenize("우체통이 있어요?")[0] == "우체통"
+    assert tokenize("우체통은 빨간색이다.", WHITESPACE_TOKENIZER) == ["우체통은", "빨간색이다"]
+
+
+def test_latin_words_in_korean_text_match_english_terms():
+    assert "fastapi" in tokenize("FastAPI는 2024년에 출시됐어요.")
+    assert tokenize("FastAPI was released") == ["fastapi", "released"]  # stopword 'was' dropped
+
+
+def test_language_is_chosen_by_hangul_share():
+    assert hangul_share("abc") == 0.0
+    assert hangul_share("한국어") == 1.0
+    assert is_korean("이 문장은 한국어로 쓰인 문장이다 with English")
+    assert not is_korean("An English sentence that quotes 서울 once.")
+
+
+def _corpus():
+    return [
+        (10, "우체통은 빨간색이다. 편지를 넣는다."),
+        (11, "The mailbox is red and stands on the corner."),
+        (12, "고양이가 우체통 위에 앉아 있어요."),
+        (13, "Kimchi is fermented cabbage."),
+    ]
+
+
+def test_bm25_finds_korean_and_english(tmp_path):
+    index = LexicalIndex.build(_corpus())
+    assert {cid for cid, _ in index.search("우체통이 무슨 색이에요?", 5)} == {10, 12}
+    assert index.search("빨간색 우체통", 1)[0][0] == 10
+    assert index.search("fermented cabbage", 5)[0][0] == 13
+    assert index.search("nothing matches zzz", 5) == []
+    assert index.search("", 5) == []
+
+
+def test_round_trip_without_pickle(tmp_path):
+    index = LexicalIndex.build(_corpus())
+    index.save(tmp_path / "bm25")
+    for path in (tmp_path / "bm25").iterdir():
+        if path.suffix == ".npy":
+            np.load(path, allow_pickle=False)  # raises if the array needs pickle
+        head = path.read_bytes()[:2]
+        assert not (head[0] == 0x80 and 2 <= head[1] <= 5), path
+    loaded = LexicalIndex.load(tmp_path / "bm25")
+    for query in ("우체통", "mailbox corner", "kimchi"):
+        assert loaded.search(query, 4) == index.search(query, 4)
+
+
+def test_empty_and_missing_index(tmp_path):
+    LexicalIndex.build([]).save(tmp_path / "empty")
+    assert LexicalIndex.load(tmp_path / "empty").search("anything", 3) == []
+    with pytest.raises(LexicalIndexMissing):
+        LexicalIndex.load(tmp_path / "absent")
