@@ -72,8 +72,9 @@ class Settings(BaseSettings):
     # --- the HTTP surface (issue 8) ---
     # Comma-separated. Empty: no authentication. Set: every /v1 route needs `Bearer <key>`.
     api_keys: Annotated[list[str], NoDecode] = []
-    # Per key (per client address without keys), in the `limits` notation; empty: no limit.
-    rate_limit: str = "120/minute"
+    # Per key (per client address without keys), in the `limits` notation, e.g. "120/minute".
+    # Empty (the default): no limit; a self-hosted service's operator opts in.
+    rate_limit: str = ""
     max_body_bytes: int = Field(1_048_576, ge=1024, description="JSON request bodies")
     # Comma-separated origins allowed by CORS ("*" for any); empty: no CORS headers.
     cors_origins: Annotated[list[str], NoDecode] = []
