@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from langchain_core.messages import BaseMessage
 
 from app.llm.client import LLMClient
 from app.rag.prompts import PromptMode, format_passages, render_messages, to_openai_messages
@@ -55,10 +58,17 @@ class ContextPacker:
         return len(text.encode("utf-8"))  # byte-level tokenizers never exceed one token per byte
 
     async def pack(
-        self, mode: PromptMode, question: str, passages: list[Passage], max_tokens: int
+        self,
+        mode: PromptMode,
+        question: str,
+        passages: list[Passage],
+        max_tokens: int,
+        render: Callable[[str], list[BaseMessage]] | None = None,
     ) -> PackedPrompt:
+        """``render(context)`` builds the messages; by default the mode's plain answer prompt."""
+        render = render or (lambda context: render_messages(mode, question, context))
         budget = await self.context_window() - max_tokens - SAFETY_MARGIN
-        skeleton = render_messages(mode, question, context="")
+        skeleton = render("")
         used = sum([await self.count(m.content) for m in skeleton]) + TEMPLATE_TOKENS_PER_MESSAGE * len(skeleton)
         if used > budget:
             raise PromptTooLong(
@@ -74,5 +84,5 @@ class ContextPacker:
             used += cost
             kept.append(passage)
         context = format_passages([p.text for p in kept], [p.doc for p in kept])
-        messages = to_openai_messages(render_messages(mode, question, context))
+        messages = to_openai_messages(render(context))
         return PackedPrompt(messages, kept, len(passages) - len(kept), used)

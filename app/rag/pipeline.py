@@ -1,16 +1,52 @@
-"""The ask pipeline: retrieve, pack the prompt, generate, judge groundedness. One ``run()``."""
+"""The ask pipeline: retrieve, pack the prompt, generate, judge groundedness. One ``run()``.
+
+Strategies: ``direct`` answers at once; ``cot`` reasons step by step, then extracts the
+answer in a second call; ``step_back`` first writes a more general question and retrieves
+for both. ``closed_book`` answers without retrieval; ``compare`` adds that answer to a RAG one.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from starlette.concurrency import run_in_threadpool
 
-from app.llm.client import LLMClient
+from app.llm.client import Completion, LLMClient
+from app.rag.grounding import SUPPORTED_OVERLAP, token_overlap
 from app.rag.packing import ContextPacker
-from app.rag.prompts import PromptMode, is_refusal
+from app.rag.prompts import (
+    REFUSAL,
+    PromptMode,
+    Strategy,
+    clean_step_back_question,
+    cot_extract_messages,
+    extract_answer,
+    is_refusal,
+    render_closed_book_messages,
+    render_messages,
+    render_step_back_messages,
+    to_openai_messages,
+)
 from app.rag.retrieval import Passage, Retriever
+from app.rag.shots import ExemplarSelector
+
+
+class AnswerMode(StrEnum):
+    rag = "rag"
+    closed_book = "closed_book"
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sent to the backend as is; ``stop`` None means ANSWER_STOP for the answer."""
+
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +57,21 @@ class AskQuery:
     prompt_mode: PromptMode
     temperature: float
     max_tokens: int
+    strategy: Strategy = Strategy.direct
+    mode: AnswerMode = AnswerMode.rag
+    compare: bool = False
+    shots: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+@dataclass
+class ClosedBookAnswer:
+    answer: str
+    grounded: bool
+    refused: bool
+    token_overlap: float
 
 
 @dataclass
@@ -36,64 +87,204 @@ class AskResult:
     completion_tokens: int
     finish_reason: str | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    strategy: Strategy = Strategy.direct
+    mode: AnswerMode = AnswerMode.rag
+    reasoning: str | None = None
+    step_back_question: str | None = None
+    token_overlap: float | None = None
+    closed_book: ClosedBookAnswer | None = None
 
 
 # A short answer ends at its first blank line; small models otherwise go on to invent
 # further "passages" after the answer.
 ANSWER_STOP = ["\n\n"]
+# The step-back question is one line.
+STEP_BACK_STOP = ["\n"]
+STEP_BACK_MAX_TOKENS = 48
 
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
+def merge_passages(first: list[Passage], second: list[Passage]) -> list[Passage]:
+    """``first`` in its order, then what ``second`` adds; no chunk twice; ranks renumbered."""
+    seen = {p.id for p in first}
+    merged = list(first) + [p for p in second if p.id not in seen and not seen.add(p.id)]
+    return [Passage(p.id, p.doc, p.text, p.score, rank) for rank, p in enumerate(merged, start=1)]
+
+
+class _Usage:
+    """Tokens summed over the LLM calls of one request."""
+
+    def __init__(self) -> None:
+        self.prompt = self.completion = 0
+        self.model = ""
+        self.finish_reason: str | None = None
+
+    def add(self, completion: Completion) -> Completion:
+        self.prompt += completion.prompt_tokens
+        self.completion += completion.completion_tokens
+        self.model = completion.model
+        self.finish_reason = completion.finish_reason
+        return completion
+
+
 class AskPipeline:
     def __init__(
-        self, retriever: Retriever, packer: ContextPacker, llm: LLMClient, min_relevance: float
+        self,
+        retriever: Retriever,
+        packer: ContextPacker,
+        llm: LLMClient,
+        min_relevance: float,
+        selector: ExemplarSelector | None = None,
+        refusal_min_score: float = -1.0,
     ):
         self.retriever = retriever
         self.packer = packer
         self.llm = llm
         self.min_relevance = min_relevance
+        self.selector = selector or ExemplarSelector("fixed")
+        self.refusal_min_score = refusal_min_score
 
     async def retrieve(self, question: str, collection: str, top_k: int) -> list[Passage]:
         return await run_in_threadpool(self.retriever.run, question, collection, top_k)
 
+    async def _chat(self, usage: _Usage, messages, query: AskQuery, **overrides) -> Completion:
+        options = {
+            "temperature": query.temperature,
+            "max_tokens": query.max_tokens,
+            "top_p": query.top_p,
+            "seed": query.seed,
+            "stop": query.stop or ANSWER_STOP,
+            **overrides,
+        }
+        return usage.add(await self.llm.chat(messages, **options))
+
     async def run(self, query: AskQuery) -> AskResult:
+        if query.mode is AnswerMode.closed_book:
+            return await self._closed_book(query)
+        result = await self._rag(query)
+        if query.compare:
+            started = time.perf_counter()
+            closed = await self._closed_book(query)
+            overlap = token_overlap(closed.answer, result.sources)
+            has_evidence = any(p.score >= self.min_relevance for p in result.sources)
+            result.closed_book = ClosedBookAnswer(
+                answer=closed.answer,
+                grounded=has_evidence and not closed.refused and overlap >= SUPPORTED_OVERLAP,
+                refused=closed.refused,
+                token_overlap=overlap,
+            )
+            result.prompt_tokens += closed.prompt_tokens
+            result.completion_tokens += closed.completion_tokens
+            result.timings_ms["closed_book"] = _ms(time.perf_counter() - started)
+            result.timings_ms["total"] += result.timings_ms["closed_book"]
+        return result
+
+    async def _closed_book(self, query: AskQuery) -> AskResult:
         started = time.perf_counter()
-        passages = await self.retrieve(query.question, query.collection, query.top_k)
-        retrieved = time.perf_counter()
-
-        packed = await self.packer.pack(
-            query.prompt_mode, query.question, passages, query.max_tokens
-        )
-        generating = time.perf_counter()
-        completion = await self.llm.chat(
-            packed.messages,
-            temperature=query.temperature,
-            max_tokens=query.max_tokens,
-            stop=ANSWER_STOP,
-        )
-        done = time.perf_counter()
-
+        usage = _Usage()
+        messages = to_openai_messages(render_closed_book_messages(query.question))
+        completion = await self._chat(usage, messages, query)
         refused = is_refusal(completion.text)
+        done = _ms(time.perf_counter() - started)
+        return AskResult(
+            answer=completion.text,
+            grounded=False,  # no passages: nothing to ground on
+            refused=refused,
+            sources=[],
+            passages_dropped=0,
+            prompt_mode=PromptMode.zero_shot,
+            model=usage.model,
+            prompt_tokens=usage.prompt,
+            completion_tokens=usage.completion,
+            finish_reason=usage.finish_reason,
+            timings_ms={"retrieve": 0.0, "pack": 0.0, "generate": done, "total": done},
+            strategy=Strategy.direct,
+            mode=AnswerMode.closed_book,
+        )
+
+    async def _rag(self, query: AskQuery) -> AskResult:
+        started = time.perf_counter()
+        usage = _Usage()
+        timings: dict[str, float] = {}
+
+        step_back_question = None
+        if query.strategy is Strategy.step_back:
+            written = await self._chat(
+                usage,
+                to_openai_messages(render_step_back_messages(query.question)),
+                query,
+                max_tokens=STEP_BACK_MAX_TOKENS,
+                stop=STEP_BACK_STOP,
+            )
+            step_back_question = clean_step_back_question(written.text) or None
+            timings["step_back"] = _ms(time.perf_counter() - started)
+
+        retrieving = time.perf_counter()
+        passages = await self.retrieve(query.question, query.collection, query.top_k)
+        if step_back_question:
+            passages = merge_passages(
+                passages, await self.retrieve(step_back_question, query.collection, query.top_k)
+            )
+        exemplars = await run_in_threadpool(
+            self.selector.select, query.prompt_mode, query.question, query.shots
+        )
+        retrieved = time.perf_counter()
+        timings["retrieve"] = _ms(retrieved - retrieving)
+
+        def render(context: str):
+            return render_messages(
+                query.prompt_mode,
+                query.question,
+                context,
+                exemplars=exemplars,
+                strategy=query.strategy,
+                step_back_question=step_back_question or "",
+            )
+
+        # cot's second prompt holds the reasoning too: reserve room for both generations.
+        reserve = query.max_tokens * (2 if query.strategy is Strategy.cot else 1)
+        packed = await self.packer.pack(query.prompt_mode, query.question, passages, reserve, render)
+        generating = time.perf_counter()
+        timings["pack"] = _ms(generating - retrieved)
+
+        reasoning = None
+        best_score = max((p.score for p in passages), default=-1.0)
+        if best_score < self.refusal_min_score:
+            # Nothing retrieved is close enough to the question: refuse without asking the LLM.
+            answer = REFUSAL
+        elif query.strategy is Strategy.cot:
+            # Kojima et al. stage 1: reasoning, which may run over several paragraphs.
+            thought = await self._chat(usage, packed.messages, query, stop=None)
+            reasoning = thought.text
+            extracted = await self._chat(usage, cot_extract_messages(packed.messages, reasoning), query)
+            answer = extract_answer(extracted.text)
+        else:
+            answer = (await self._chat(usage, packed.messages, query)).text
+        done = time.perf_counter()
+        timings["generate"] = _ms(done - generating)
+        timings["total"] = _ms(done - started)
+
+        refused = is_refusal(answer)
         # Evidence: at least one passage the model saw is similar enough to the question.
         has_evidence = any(p.score >= self.min_relevance for p in packed.passages)
         return AskResult(
-            answer=completion.text,
+            answer=answer,
             grounded=has_evidence and not refused,
             refused=refused,
             sources=packed.passages,
             passages_dropped=packed.dropped,
             prompt_mode=query.prompt_mode,
-            model=completion.model,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            finish_reason=completion.finish_reason,
-            timings_ms={
-                "retrieve": _ms(retrieved - started),
-                "pack": _ms(generating - retrieved),
-                "generate": _ms(done - generating),
-                "total": _ms(done - started),
-            },
+            model=usage.model or self.llm.model,
+            prompt_tokens=usage.prompt,
+            completion_tokens=usage.completion,
+            finish_reason=usage.finish_reason,
+            timings_ms=timings,
+            strategy=query.strategy,
+            mode=AnswerMode.rag,
+            reasoning=reasoning,
+            step_back_question=step_back_question,
+            token_overlap=token_overlap(answer, packed.passages),
         )
