@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--only", nargs="*", help="strategy:mode pairs, e.g. direct:one_shot closed_book:zero_shot")
     parser.add_argument("--exemplar-selection", choices=["fixed", "similarity"])
+    parser.add_argument("--refusal-min-score", type=float, help="RAGQA_REFUSAL_MIN_SCORE of the started server")
     parser.add_argument("--calibrate", action="store_true", help="refusal curve instead of the table")
     parser.add_argument("--max-f1-cost", type=float, default=5.0)
     parser.add_argument("--png", type=Path)
@@ -206,6 +207,8 @@ def main() -> None:
     env = {}
     if args.calibrate:
         env["RAGQA_REFUSAL_MIN_SCORE"] = "-1"  # the curve is applied afterwards, to the same answers
+    elif args.refusal_min_score is not None:
+        env["RAGQA_REFUSAL_MIN_SCORE"] = str(args.refusal_min_score)
     if args.exemplar_selection:
         env["RAGQA_EXEMPLAR_SELECTION"] = args.exemplar_selection
     process = None
