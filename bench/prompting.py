@@ -34,10 +34,12 @@ _REFUSAL = re.compile(
     r"|no information (about|on) this|\bI do(n't| not) know\b",
     re.IGNORECASE,
 )
+# The default first, then one change at a time, so an interrupted run is still informative.
 COMBINATIONS = [
-    (strategy, mode) for strategy in ("direct", "cot", "step_back")
-    for mode in ("zero_shot", "one_shot", "few_shot")
-] + [("closed_book", "zero_shot")]
+    ("direct", "one_shot"), ("closed_book", "zero_shot"), ("cot", "zero_shot"), ("step_back", "one_shot"),
+    ("direct", "zero_shot"), ("direct", "few_shot"), ("cot", "one_shot"), ("step_back", "zero_shot"),
+    ("cot", "few_shot"), ("step_back", "few_shot"),
+]
 
 
 # --- SQuAD scoring (the official normalisation: lower case, no punctuation or articles) ---
@@ -108,7 +110,7 @@ def ask(client: httpx.Client, body: dict) -> dict:
     return response.json()
 
 
-def run_combination(client, questions, collection, strategy, mode, extra) -> dict:
+def run_combination(client, questions, collection, strategy, mode, extra, log=None) -> dict:
     rows = []
     for q in questions:
         body = {"question": q["question"], "collection": collection, **extra}
@@ -117,12 +119,17 @@ def run_combination(client, questions, collection, strategy, mode, extra) -> dic
         else:
             body |= {"strategy": strategy, "prompt_mode": mode}
         reply = ask(client, body)
+        print(f"    {strategy}/{mode} {q['id']}: {reply['timings_ms']['total']:.0f} ms", file=sys.stderr)
         top = max((s["score"] for s in reply["sources"]), default=None)
         rows.append({
             "id": q["id"], "answerable": bool(q["answers"]), "answer": reply["answer"],
             "refused": reply["refused"], "top_score": top,
             "ms": reply["timings_ms"]["total"], **score(reply["answer"], reply["refused"], q),
+            "reasoning": reply.get("reasoning"), "step_back_question": reply.get("step_back_question"),
         })
+        if log:  # partial results survive an interrupted run
+            log.write(json.dumps({"strategy": strategy, "prompt_mode": mode, **rows[-1]}) + "\n")
+            log.flush()
     return {"strategy": strategy, "prompt_mode": mode, **summarize(rows), "rows": rows}
 
 
@@ -154,6 +161,25 @@ def refusal_curve(rows: list[dict], questions: dict[str, dict], thresholds: list
         curve.append({"threshold": t, "f1_answerable": s["f1_answerable"], "f1": s["f1"],
                       "confabulation": s["confabulation"], "refused_answerable": s["refused_answerable"]})
     return curve
+
+
+def retrieval_curve(client, questions, collection, top_k, thresholds) -> list[dict]:
+    """Refusing below t, without any LLM: the share of answerable questions refused bounds the
+    F1 cost (each costs at most 100 points / n), and the share of unanswerable ones still
+    answered bounds confabulation (reached when the model itself never refuses)."""
+    tops = []
+    for q in questions:
+        response = client.post("/v1/retrieve", json={"question": q["question"], "collection": collection, "top_k": top_k})
+        response.raise_for_status()
+        tops.append((bool(q["answers"]), response.json()["passages"][0]["score"]))
+    answerable = [t for a, t in tops if a]
+    unanswerable = [t for a, t in tops if not a]
+    return [{
+        "threshold": t,
+        "answerable_refused": round(100 * sum(x < t for x in answerable) / len(answerable), 1),
+        "unanswerable_refused": round(100 * sum(x < t for x in unanswerable) / len(unanswerable), 1),
+        "n_answerable": len(answerable), "n_unanswerable": len(unanswerable),
+    } for t in thresholds]
 
 
 def choose_threshold(curve: list[dict], max_f1_cost: float) -> dict:
@@ -192,9 +218,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="strategy:mode pairs, e.g. direct:one_shot closed_book:zero_shot")
     parser.add_argument("--exemplar-selection", choices=["fixed", "similarity"])
     parser.add_argument("--refusal-min-score", type=float, help="RAGQA_REFUSAL_MIN_SCORE of the started server")
+    parser.add_argument("--top-k", type=int, help="passages per question; default the server's")
+    parser.add_argument("--max-tokens", type=int, help="answer (and cot reasoning) cap; default the server's")
     parser.add_argument("--calibrate", action="store_true", help="refusal curve instead of the table")
     parser.add_argument("--max-f1-cost", type=float, default=5.0)
     parser.add_argument("--png", type=Path)
+    parser.add_argument("--retrieval-curve", action="store_true",
+                        help="also: the retrieval-score curve over ALL questions of the file (no LLM)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
 
@@ -204,7 +234,7 @@ def main() -> None:
     if args.calibrate and not args.only:
         combos = [("direct", "one_shot")]
 
-    env = {}
+    env = {"RAGQA_LLM_TIMEOUT_S": "900"}  # shared CPUs: a slow answer is data, not an error
     if args.calibrate:
         env["RAGQA_REFUSAL_MIN_SCORE"] = "-1"  # the curve is applied afterwards, to the same answers
     elif args.refusal_min_score is not None:
@@ -223,8 +253,16 @@ def main() -> None:
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
             results = []
+            thresholds = [round(0.05 * i, 2) for i in range(0, 13)]
+            if args.retrieval_curve:
+                retrieval = retrieval_curve(client, lines, args.collection, args.top_k or 5, thresholds)
+                print(json.dumps({"retrieval_curve": retrieval}), file=sys.stderr)
+            partial = args.out.with_suffix(".rows.jsonl").open("w") if args.out else None
             for strategy, mode in combos:
-                results.append(run_combination(client, questions, args.collection, strategy, mode, {}))
+                extra = {"max_tokens": args.max_tokens} if args.max_tokens else {}
+                if args.top_k and strategy != "closed_book":
+                    extra["top_k"] = args.top_k
+                results.append(run_combination(client, questions, args.collection, strategy, mode, extra, partial))
                 print(f"  {strategy}/{mode} done ({time.time() - started:.0f} s)", file=sys.stderr)
     finally:
         if process:
@@ -232,13 +270,16 @@ def main() -> None:
             process.wait(30)
 
     report = {"questions": str(args.questions), "n": len(questions), "every": args.every,
+              "top_k": args.top_k, "max_tokens": args.max_tokens,
               "collection": args.collection, "env": env, "seconds": round(time.time() - started),
               "results": results}
     if args.calibrate:
         by_id = {q["id"]: q for q in questions}
-        curve = refusal_curve(results[0]["rows"], by_id, [round(0.05 * i, 2) for i in range(0, 13)])
+        curve = refusal_curve(results[0]["rows"], by_id, thresholds)
         chosen = choose_threshold(curve, args.max_f1_cost)
         report |= {"curve": curve, "chosen": chosen}
+    if args.retrieval_curve:
+        report["retrieval_curve"] = retrieval
         if args.png:
             plot(curve, chosen, args.png)
     if args.out:
@@ -258,6 +299,13 @@ def main() -> None:
             mark = "  <- default" if c is report["chosen"] else ""
             print(f"{c['threshold']:>10}{c['f1_answerable']:>9}{c['confabulation']:>9}"
                   f"{c['refused_answerable']:>15}{mark}")
+
+
+    if args.retrieval_curve:
+        print(f"\nretrieval only, all {len(lines)} questions: refused below the threshold")
+        print(f"{'threshold':>10}{'answerable %':>14}{'unanswerable %':>16}")
+        for c in report["retrieval_curve"]:
+            print(f"{c['threshold']:>10}{c['answerable_refused']:>14}{c['unanswerable_refused']:>16}")
 
 
 if __name__ == "__main__":
