@@ -207,6 +207,32 @@ def plot(curve: list[dict], chosen: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def choose_by_bound(retrieval: list[dict], max_f1_cost: float) -> dict:
+    """The highest threshold that refuses at most max_f1_cost % of answerable questions:
+    its F1 cost is at most max_f1_cost points whatever the model (each costs <= 100/n)."""
+    return max((c for c in retrieval if c["answerable_refused"] <= max_f1_cost), key=lambda c: c["threshold"])
+
+
+def plot_retrieval(retrieval: list[dict], chosen: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [c["threshold"] for c in retrieval]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(xs, [100 - c["unanswerable_refused"] for c in retrieval], marker="o",
+            label="unanswerable still answered, % (confabulation bound)")
+    ax.plot(xs, [c["answerable_refused"] for c in retrieval], marker="s",
+            label="answerable refused, % (F1-cost bound, points)")
+    ax.axvline(chosen["threshold"], color="grey", linestyle="--", label=f"default {chosen['threshold']}")
+    ax.set_xlabel("RAGQA_REFUSAL_MIN_SCORE (best retrieval cosine)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("questions", type=Path)
@@ -280,6 +306,9 @@ def main() -> None:
         report |= {"curve": curve, "chosen": chosen}
     if args.retrieval_curve:
         report["retrieval_curve"] = retrieval
+        report["chosen_by_bound"] = choose_by_bound(retrieval, args.max_f1_cost)
+        if args.png:
+            plot_retrieval(retrieval, report["chosen_by_bound"], args.png.with_name("refusal-retrieval-curve.png"))
         if args.png:
             plot(curve, chosen, args.png)
     if args.out:

@@ -90,3 +90,11 @@ def test_sampling_is_sent_to_the_backend(client, question):
     capped = ask(client, question=question, max_tokens=3, stop=["."])
     assert 0 < capped["usage"]["completion_tokens"] <= 3
     assert "." not in capped["answer"]
+
+
+def test_low_retrieval_score_refuses_without_asking_the_llm(client):
+    body = ask(client, question="qwxz plorb fnord vumble?")
+    assert max(s["score"] for s in body["sources"]) < 0.35  # RAGQA_REFUSAL_MIN_SCORE's default
+    assert body["refused"] and not body["grounded"]
+    assert body["answer"] == "The answer is not in the documents."
+    assert body["usage"]["completion_tokens"] == 0
