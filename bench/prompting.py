@@ -125,6 +125,7 @@ def run_combination(client, questions, collection, strategy, mode, extra, log=No
             "id": q["id"], "answerable": bool(q["answers"]), "answer": reply["answer"],
             "refused": reply["refused"], "top_score": top,
             "ms": reply["timings_ms"]["total"], **score(reply["answer"], reply["refused"], q),
+            "completion_tokens": reply["usage"]["completion_tokens"],
             "reasoning": reply.get("reasoning"), "step_back_question": reply.get("step_back_question"),
         })
         if log:  # partial results survive an interrupted run
@@ -233,6 +234,25 @@ def plot_retrieval(retrieval: list[dict], chosen: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def print_rows_table(path: Path) -> None:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for line in path.read_text("utf-8").splitlines():
+        row = json.loads(line)
+        groups.setdefault((row["strategy"], row["prompt_mode"]), []).append(row)
+    results = [{"strategy": k[0], "prompt_mode": k[1], **summarize(v)} for k, v in groups.items()]
+    print(json.dumps({"rows": str(path), "results": results}))
+    print_table(results)
+
+
+def print_table(results: list[dict]) -> None:
+    print(f"\n{'strategy':<12}{'prompt_mode':<12}{'n':>4}{'EM':>7}{'F1':>7}{'gold in':>9}"
+          f"{'refused(ans)%':>15}{'confab%':>9}{'mean ms':>9}")
+    for r in results:
+        print(f"{r['strategy']:<12}{r['prompt_mode']:<12}{r['n']:>4}{r['em']:>7}{r['f1']:>7}"
+              f"{r['contains_gold']:>9}{str(r['refused_answerable']):>15}{str(r['confabulation']):>9}"
+              f"{r['mean_ms']:>9}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("questions", type=Path)
@@ -252,7 +272,11 @@ def main() -> None:
     parser.add_argument("--retrieval-curve", action="store_true",
                         help="also: the retrieval-score curve over ALL questions of the file (no LLM)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--from-rows", type=Path, help="only summarise a (partial) .rows.jsonl of an earlier run")
     args = parser.parse_args()
+    if args.from_rows:
+        print_rows_table(args.from_rows)
+        return
 
     lines = [json.loads(x) for x in args.questions.read_text("utf-8").splitlines() if x.strip()]
     questions = lines[:: args.every][: args.limit]
@@ -316,12 +340,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in report.items() if k != "results"}
                      | {"results": [{k: v for k, v in r.items() if k != "rows"} for r in results]}))
 
-    print(f"\n{'strategy':<12}{'prompt_mode':<12}{'n':>4}{'EM':>7}{'F1':>7}{'gold in':>9}"
-          f"{'refused(ans)%':>15}{'confab%':>9}{'mean ms':>9}")
-    for r in results:
-        print(f"{r['strategy']:<12}{r['prompt_mode']:<12}{r['n']:>4}{r['em']:>7}{r['f1']:>7}"
-              f"{r['contains_gold']:>9}{str(r['refused_answerable']):>15}{str(r['confabulation']):>9}"
-              f"{r['mean_ms']:>9}")
+    print_table(results)
     if args.calibrate:
         print(f"\n{'threshold':>10}{'F1(ans)':>9}{'confab%':>9}{'refused(ans)%':>15}")
         for c in report["curve"]:
