@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.core.store import COLLECTION_NAME_PATTERN
-from app.rag.prompts import PromptMode
+from app.rag.pipeline import AnswerMode
+from app.rag.prompts import PromptMode, Strategy, exemplar_bank
 from app.rag.retrieval import RetrievalMode
 
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
@@ -32,14 +33,27 @@ class RetrieveRequest(BaseModel):
     )
 
 
+StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
 class AskRequest(RetrieveRequest):
     prompt_mode: PromptMode = PromptMode.one_shot
+    shots: int | None = Field(
+        None, ge=1, le=len(exemplar_bank()), description="exemplars for few_shot (default 4)"
+    )
+    strategy: Strategy = Field(
+        Strategy.direct,
+        description="direct; cot: reason step by step, then extract the answer; "
+        "step_back: ask a more general question too and retrieve for both",
+    )
+    mode: AnswerMode = Field(
+        AnswerMode.rag, description="rag, or closed_book: answer without retrieval"
+    )
+    compare: bool = Field(False, description="also give the closed-book answer beside the RAG one")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="default: the backend's (1.0)")
     max_tokens: int | None = Field(
         None, ge=1, le=2048, description="answer length cap; default from settings"
-    )
-    closed_book: bool = Field(
-        False, description="ask the LLM with no passages (an evaluation baseline)"
     )
     adapter: str | None = Field(
         None,
@@ -48,6 +62,27 @@ class AskRequest(RetrieveRequest):
         description="a LoRA adapter the LLM serves (GET /v1/adapters); default: the collection's, if any",
     )
     stream: bool = Field(False, description="server-sent events: sources, token..., done")
+    stop: list[StopSequence] | None = Field(
+        None, max_length=4, description='where the answer ends; default ["\\n\\n"]'
+    )
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="for repeatable sampling")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AskRequest:
+        if self.shots is not None and self.prompt_mode is not PromptMode.few_shot:
+            raise ValueError("shots applies to prompt_mode few_shot only")
+        if self.mode is AnswerMode.closed_book:
+            if self.top_k is not None:
+                raise ValueError("top_k has no meaning with mode closed_book: nothing is retrieved")
+            if self.strategy is not Strategy.direct:
+                raise ValueError("mode closed_book supports strategy direct only")
+            if self.compare:
+                raise ValueError("compare already includes the closed-book answer; use mode rag")
+        if self.stream and (
+            self.strategy is not Strategy.direct or self.compare or self.mode is not AnswerMode.rag
+        ):
+            raise ValueError("stream supports mode rag with strategy direct and no compare")
+        return self
 
 
 class Source(BaseModel):
@@ -69,6 +104,17 @@ class Timings(BaseModel):
     pack: float
     generate: float
     total: float
+    step_back: float | None = Field(None, description="writing the step-back question")
+    closed_book: float | None = Field(None, description="the closed-book answer of compare")
+
+
+class ClosedBookAnswer(BaseModel):
+    answer: str
+    grounded: bool = Field(
+        description="not refused, and at least half its content words are in the passages"
+    )
+    refused: bool
+    token_overlap: float = Field(description="share of its content words in the cited passages")
 
 
 class AskResponse(BaseModel):
@@ -80,6 +126,14 @@ class AskResponse(BaseModel):
     sources: list[Source] = Field(description="the passages the model saw, in rank order")
     passages_dropped: int = Field(description="retrieved passages left out to fit the context window")
     prompt_mode: PromptMode
+    strategy: Strategy
+    mode: AnswerMode
+    reasoning: str | None = Field(None, description="cot: the step-by-step reasoning")
+    step_back_question: str | None = Field(None, description="step_back: the general question")
+    token_overlap: float | None = Field(
+        None, description="share of the answer's content words in the passages it cites"
+    )
+    closed_book: ClosedBookAnswer | None = Field(None, description="compare: the closed-book answer")
     model: str
     usage: Usage
     timings_ms: Timings

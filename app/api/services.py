@@ -11,6 +11,7 @@ from app.llm.client import LLMClient
 from app.rag.packing import ContextPacker
 from app.rag.pipeline import AskPipeline
 from app.rag.retrieval import RetrievalOptions, Retriever
+from app.rag.shots import ExemplarSelector
 from ingest.documents import DocumentService
 from ingest.run import IngestJob
 from ingest.splitting import TextSplitter
@@ -48,6 +49,9 @@ class Services:
             ContextPacker(llm, settings.llm_context_window),
             llm,
             settings.min_relevance,
+            # Embeds the exemplar bank once, here at start-up, when selection is by similarity.
+            ExemplarSelector(settings.exemplar_selection, embedder.embeddings),
+            settings.refusal_min_score,
         )
         # Uploads reuse the service's embedding model: it is loaded once per process.
         job = IngestJob(

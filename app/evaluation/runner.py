@@ -137,7 +137,7 @@ class InProcessBackend:
         return [asdict(p) for p in passages]
 
     async def ask(self, question: str, config: EvalConfig, closed_book: bool) -> dict:
-        from app.rag.pipeline import AskQuery
+        from app.rag.pipeline import AnswerMode, AskQuery
 
         result = await self.services.pipeline.run(
             AskQuery(
@@ -147,7 +147,7 @@ class InProcessBackend:
                 prompt_mode=config.prompt_mode,
                 temperature=config.temperature,
                 max_tokens=config.max_tokens,
-                closed_book=closed_book,
+                mode=AnswerMode.closed_book if closed_book else AnswerMode.rag,
             )
         )
         return {
@@ -212,8 +212,9 @@ class HttpBackend:
             "temperature": config.temperature,
             "max_tokens": config.max_tokens,
         }
-        if closed_book:  # sent only when asked, so older servers still take RAG requests
-            body["closed_book"] = True
+        if closed_book:  # nothing is retrieved, so top_k would be refused
+            body["mode"] = "closed_book"
+            del body["top_k"]
         return await self._post("/v1/ask", body)
 
     async def describe(self, collection: str) -> dict:

@@ -105,6 +105,8 @@ class LLMClient:
         max_tokens: int,
         stop: list[str] | None = None,
         model: str | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
     ) -> Completion:
         """One chat completion; ``model`` may name a LoRA adapter served beside the base model."""
         try:
@@ -116,6 +118,9 @@ class LLMClient:
                 temperature=temperature,
                 max_tokens=max_tokens,
                 stop=stop or None,
+                # Omitted when unset, so each backend keeps its own default.
+                top_p=openai.omit if top_p is None else top_p,
+                seed=openai.omit if seed is None else seed,
             )
         except openai.APITimeoutError as exc:
             raise LLMTimeout(f"the LLM at {self.base_url} did not answer in time") from exc

@@ -21,6 +21,8 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from langchain_core.messages import BaseMessage
+
 from app.llm.client import LLMClient
 from app.rag.prompts import PromptMode, format_passages, render_messages, to_openai_messages
 from app.rag.retrieval import Passage
@@ -115,16 +117,15 @@ class ContextPacker:
         question: str,
         passages: list[Passage],
         max_tokens: int,
-        *,
-        closed_book: bool = False,
+        render: Callable[[str], list[BaseMessage]] | None = None,
     ) -> PackedPrompt:
+        """``render(context)`` builds the messages; by default the mode's plain answer prompt."""
+        render = render or (lambda context: render_messages(mode, question, context))
         window = await self.context_window()
 
         def build(chosen: list[Passage]) -> Messages:
             context = format_passages([p.text for p in chosen], [p.doc for p in chosen])
-            return to_openai_messages(
-                render_messages(mode, question, context, closed_book=closed_book)
-            )
+            return to_openai_messages(render(context))
 
         async def fit(chosen: list[Passage]) -> _Fit | None:
             """The measured prompt if it leaves room for max_tokens, else None."""

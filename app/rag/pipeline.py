@@ -1,16 +1,52 @@
-"""The ask pipeline: retrieve, pack the prompt, generate, judge groundedness. One ``run()``."""
+"""The ask pipeline: retrieve, pack the prompt, generate, judge groundedness. One ``run()``.
+
+Strategies: ``direct`` answers at once; ``cot`` reasons step by step, then extracts the
+answer in a second call; ``step_back`` first writes a more general question and retrieves
+for both. ``closed_book`` answers without retrieval; ``compare`` adds that answer to a RAG one.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from starlette.concurrency import run_in_threadpool
 
-from app.llm.client import LLMClient, UnknownAdapter
+from app.llm.client import Completion, LLMClient, UnknownAdapter
+from app.rag.grounding import SUPPORTED_OVERLAP, token_overlap
 from app.rag.packing import ContextPacker, PackedPrompt
-from app.rag.prompts import PromptMode, is_refusal
+from app.rag.prompts import (
+    REFUSAL,
+    PromptMode,
+    Strategy,
+    clean_step_back_question,
+    cot_extract_messages,
+    extract_answer,
+    is_refusal,
+    render_closed_book_messages,
+    render_messages,
+    render_step_back_messages,
+    to_openai_messages,
+)
 from app.rag.retrieval import Passage, RetrievalOptions, Retriever
+from app.rag.shots import ExemplarSelector
+
+
+class AnswerMode(StrEnum):
+    rag = "rag"
+    closed_book = "closed_book"
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sent to the backend as is; ``stop`` None means ANSWER_STOP for the answer."""
+
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,18 +57,42 @@ class AskQuery:
     prompt_mode: PromptMode
     temperature: float
     max_tokens: int
-    # Ask the LLM with no passages (the evaluation's baseline); retrieval is skipped.
-    closed_book: bool = False
+    strategy: Strategy = Strategy.direct
+    mode: AnswerMode = AnswerMode.rag
+    compare: bool = False
+    shots: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
     adapter: str | None = None  # a LoRA adapter served beside the base model
     retrieval: RetrievalOptions | None = None  # None: the retriever's defaults
+
+    @property
+    def closed_book(self) -> bool:
+        return self.mode is AnswerMode.closed_book
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedPrompt:
+    """What comes before generation: the packed prompt and how long getting it took."""
+
     packed: PackedPrompt
-    started: float  # perf_counter() readings, for the timings
-    retrieved: float
-    packed_at: float
+    passages: list[Passage]  # all retrieved, before packing
+    step_back_question: str | None
+    timings_ms: dict[str, float]
+    started: float  # perf_counter() at the start of the request
+
+    def refuse_without_llm(self, refusal_min_score: float) -> bool:
+        """Nothing retrieved is close enough to the question to be worth asking about."""
+        return max((p.score for p in self.passages), default=-1.0) < refusal_min_score
+
+
+@dataclass
+class ClosedBookAnswer:
+    answer: str
+    grounded: bool
+    refused: bool
+    token_overlap: float
 
 
 @dataclass
@@ -48,25 +108,65 @@ class AskResult:
     completion_tokens: int
     finish_reason: str | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    strategy: Strategy = Strategy.direct
+    mode: AnswerMode = AnswerMode.rag
+    reasoning: str | None = None
+    step_back_question: str | None = None
+    token_overlap: float | None = None
+    closed_book: ClosedBookAnswer | None = None
 
 
 # A short answer ends at its first blank line; small models otherwise go on to invent
 # further "passages" after the answer.
 ANSWER_STOP = ["\n\n"]
+# The step-back question is one line.
+STEP_BACK_STOP = ["\n"]
+STEP_BACK_MAX_TOKENS = 48
 
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
+def merge_passages(first: list[Passage], second: list[Passage]) -> list[Passage]:
+    """``first`` in its order, then what ``second`` adds; no chunk twice; ranks renumbered."""
+    seen = {p.id for p in first}
+    merged = list(first) + [p for p in second if p.id not in seen and not seen.add(p.id)]
+    return [Passage(p.id, p.doc, p.text, p.score, rank) for rank, p in enumerate(merged, start=1)]
+
+
+class _Usage:
+    """Tokens summed over the LLM calls of one request."""
+
+    def __init__(self) -> None:
+        self.prompt = self.completion = 0
+        self.model = ""
+        self.finish_reason: str | None = None
+
+    def add(self, completion: Completion) -> Completion:
+        self.prompt += completion.prompt_tokens
+        self.completion += completion.completion_tokens
+        self.model = completion.model
+        self.finish_reason = completion.finish_reason
+        return completion
+
+
 class AskPipeline:
     def __init__(
-        self, retriever: Retriever, packer: ContextPacker, llm: LLMClient, min_relevance: float
+        self,
+        retriever: Retriever,
+        packer: ContextPacker,
+        llm: LLMClient,
+        min_relevance: float,
+        selector: ExemplarSelector | None = None,
+        refusal_min_score: float = -1.0,
     ):
         self.retriever = retriever
         self.packer = packer
         self.llm = llm
         self.min_relevance = min_relevance
+        self.selector = selector or ExemplarSelector("fixed")
+        self.refusal_min_score = refusal_min_score
 
     async def retrieve(
         self, question: str, collection: str, top_k: int, options: RetrievalOptions | None = None
@@ -79,29 +179,6 @@ class AskPipeline:
         if name not in available:
             raise UnknownAdapter(name, available)
 
-    async def prepare(self, query: AskQuery) -> PreparedPrompt:
-        """Everything before generation, shared by ``run`` and the streamed answer:
-        check the adapter, retrieve (unless closed-book), and pack the prompt."""
-        started = time.perf_counter()
-        if query.adapter:
-            await self.check_adapter(query.adapter)
-        passages = (
-            []
-            if query.closed_book
-            else await self.retrieve(
-                query.question, query.collection, query.top_k, query.retrieval
-            )
-        )
-        retrieved = time.perf_counter()
-        packed = await self.packer.pack(
-            query.prompt_mode,
-            query.question,
-            passages,
-            query.max_tokens,
-            closed_book=query.closed_book,
-        )
-        return PreparedPrompt(packed, started, retrieved, time.perf_counter())
-
     def judge(self, answer: str, passages: list[Passage]) -> tuple[bool, bool]:
         """(grounded, refused): grounded needs a passage the model saw that is similar
         enough to the question to be evidence, and an answer that is not a refusal."""
@@ -109,35 +186,155 @@ class AskPipeline:
         has_evidence = any(p.score >= self.min_relevance for p in passages)
         return has_evidence and not refused, refused
 
-    async def run(self, query: AskQuery) -> AskResult:
-        prepared = await self.prepare(query)
-        packed, started, retrieved = prepared.packed, prepared.started, prepared.retrieved
-        generating = prepared.packed_at
-        completion = await self.llm.chat(
-            packed.messages,
-            temperature=query.temperature,
-            max_tokens=query.max_tokens,
-            stop=ANSWER_STOP,
-            model=query.adapter,
-        )
-        done = time.perf_counter()
+    async def _chat(self, usage: _Usage, messages, query: AskQuery, **overrides) -> Completion:
+        options = {
+            "temperature": query.temperature,
+            "max_tokens": query.max_tokens,
+            "top_p": query.top_p,
+            "seed": query.seed,
+            "stop": query.stop or ANSWER_STOP,
+            "model": query.adapter,
+            **overrides,
+        }
+        return usage.add(await self.llm.chat(messages, **options))
 
-        grounded, refused = self.judge(completion.text, packed.passages)
+    async def run(self, query: AskQuery) -> AskResult:
+        if query.adapter:
+            await self.check_adapter(query.adapter)
+        if query.mode is AnswerMode.closed_book:
+            return await self._closed_book(query)
+        result = await self._rag(query)
+        if query.compare:
+            started = time.perf_counter()
+            closed = await self._closed_book(query)
+            overlap = token_overlap(closed.answer, result.sources)
+            has_evidence = any(p.score >= self.min_relevance for p in result.sources)
+            result.closed_book = ClosedBookAnswer(
+                answer=closed.answer,
+                grounded=has_evidence and not closed.refused and overlap >= SUPPORTED_OVERLAP,
+                refused=closed.refused,
+                token_overlap=overlap,
+            )
+            result.prompt_tokens += closed.prompt_tokens
+            result.completion_tokens += closed.completion_tokens
+            result.timings_ms["closed_book"] = _ms(time.perf_counter() - started)
+            result.timings_ms["total"] += result.timings_ms["closed_book"]
+        return result
+
+    async def _closed_book(self, query: AskQuery) -> AskResult:
+        started = time.perf_counter()
+        usage = _Usage()
+        messages = to_openai_messages(render_closed_book_messages(query.question))
+        completion = await self._chat(usage, messages, query)
+        refused = is_refusal(completion.text)
+        done = _ms(time.perf_counter() - started)
         return AskResult(
             answer=completion.text,
+            grounded=False,  # no passages: nothing to ground on
+            refused=refused,
+            sources=[],
+            passages_dropped=0,
+            prompt_mode=PromptMode.zero_shot,
+            model=usage.model,
+            prompt_tokens=usage.prompt,
+            completion_tokens=usage.completion,
+            finish_reason=usage.finish_reason,
+            timings_ms={"retrieve": 0.0, "pack": 0.0, "generate": done, "total": done},
+            strategy=Strategy.direct,
+            mode=AnswerMode.closed_book,
+        )
+
+    async def prepare(self, query: AskQuery, usage: _Usage | None = None) -> PreparedPrompt:
+        """Everything before the answer is generated, shared with the streamed answer:
+        the step-back question, retrieval, exemplar choice and packing."""
+        started = time.perf_counter()
+        usage = usage or _Usage()
+        timings: dict[str, float] = {}
+
+        step_back_question = None
+        if query.strategy is Strategy.step_back:
+            written = await self._chat(
+                usage,
+                to_openai_messages(render_step_back_messages(query.question)),
+                query,
+                max_tokens=STEP_BACK_MAX_TOKENS,
+                stop=STEP_BACK_STOP,
+            )
+            step_back_question = clean_step_back_question(written.text) or None
+            timings["step_back"] = _ms(time.perf_counter() - started)
+
+        retrieving = time.perf_counter()
+        passages = await self.retrieve(
+            query.question, query.collection, query.top_k, query.retrieval
+        )
+        if step_back_question:
+            passages = merge_passages(
+                passages,
+                await self.retrieve(
+                    step_back_question, query.collection, query.top_k, query.retrieval
+                ),
+            )
+        exemplars = await run_in_threadpool(
+            self.selector.select, query.prompt_mode, query.question, query.shots
+        )
+        retrieved = time.perf_counter()
+        timings["retrieve"] = _ms(retrieved - retrieving)
+
+        def render(context: str):
+            return render_messages(
+                query.prompt_mode,
+                query.question,
+                context,
+                exemplars=exemplars,
+                strategy=query.strategy,
+                step_back_question=step_back_question or "",
+            )
+
+        # cot's second prompt holds the reasoning too: reserve room for both generations.
+        reserve = query.max_tokens * (2 if query.strategy is Strategy.cot else 1)
+        packed = await self.packer.pack(
+            query.prompt_mode, query.question, passages, reserve, render=render
+        )
+        timings["pack"] = _ms(time.perf_counter() - retrieved)
+        return PreparedPrompt(packed, passages, step_back_question, timings, started)
+
+    async def _rag(self, query: AskQuery) -> AskResult:
+        usage = _Usage()
+        prepared = await self.prepare(query, usage)
+        packed, timings, started = prepared.packed, dict(prepared.timings_ms), prepared.started
+        generating = time.perf_counter()
+
+        reasoning = None
+        if prepared.refuse_without_llm(self.refusal_min_score):
+            answer = REFUSAL
+        elif query.strategy is Strategy.cot:
+            # Kojima et al. stage 1: reasoning, which may run over several paragraphs.
+            thought = await self._chat(usage, packed.messages, query, stop=None)
+            reasoning = thought.text
+            extracted = await self._chat(usage, cot_extract_messages(packed.messages, reasoning), query)
+            answer = extract_answer(extracted.text)
+        else:
+            answer = (await self._chat(usage, packed.messages, query)).text
+        done = time.perf_counter()
+        timings["generate"] = _ms(done - generating)
+        timings["total"] = _ms(done - started)
+
+        grounded, refused = self.judge(answer, packed.passages)
+        return AskResult(
+            answer=answer,
             grounded=grounded,
             refused=refused,
             sources=packed.passages,
             passages_dropped=packed.dropped,
             prompt_mode=query.prompt_mode,
-            model=completion.model,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            finish_reason=completion.finish_reason,
-            timings_ms={
-                "retrieve": _ms(retrieved - started),
-                "pack": _ms(generating - retrieved),
-                "generate": _ms(done - generating),
-                "total": _ms(done - started),
-            },
+            model=usage.model or query.adapter or self.llm.model,
+            prompt_tokens=usage.prompt,
+            completion_tokens=usage.completion,
+            finish_reason=usage.finish_reason,
+            timings_ms=timings,
+            strategy=query.strategy,
+            mode=AnswerMode.rag,
+            reasoning=reasoning,
+            step_back_question=prepared.step_back_question,
+            token_overlap=token_overlap(answer, packed.passages),
         )

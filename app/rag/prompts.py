@@ -23,6 +23,12 @@ class PromptMode(StrEnum):
     few_shot = "few_shot"
 
 
+class Strategy(StrEnum):
+    direct = "direct"  # answer straight away
+    cot = "cot"  # Kojima et al.: reason "step by step", then extract the answer in a second call
+    step_back = "step_back"  # Zheng et al.: ask a more general question first, retrieve for both
+
+
 # The one sentence the model is told to give when the passages lack the answer.
 REFUSAL = "The answer is not in the documents."
 
@@ -34,16 +40,35 @@ SYSTEM_MESSAGE = (
     f"- If the passages do not contain the answer, reply with exactly this sentence: {REFUSAL}"
 )
 QUESTION_MESSAGE = "Passages:\n{context}\n\nQuestion: {question}"
+# step_back: the answer prompt shows the general question beside the original one.
+STEP_BACK_QUESTION_MESSAGE = (
+    "Passages:\n{context}\n\nBackground question: {step_back_question}\nQuestion: {question}"
+)
+# cot, stage 1 (Kojima et al.): the trigger that elicits reasoning.
+COT_TRIGGER = "Let's think step by step."
+# cot, stage 2: extract the final answer from the reasoning.
+COT_EXTRACT_MESSAGE = (
+    "Therefore, the answer (a few words from the passages with the passage number, "
+    f"or the sentence \"{REFUSAL}\") is:"
+)
 
-# Closed-book: the same model asked with no passages, to measure what retrieval adds.
-# It refuses with the same sentence, so is_refusal() scores both sides alike.
+# closed_book: no passages, the model's own knowledge only.
+CLOSED_BOOK_REFUSAL = "I do not know."
 CLOSED_BOOK_SYSTEM_MESSAGE = (
     "You answer questions from your own knowledge.\n"
-    "- Answer briefly.\n"
-    f"- If you do not know the answer, reply with exactly this sentence: {REFUSAL}"
+    "- Answer briefly, in a few words.\n"
+    f"- If you do not know the answer, reply with exactly this sentence: {CLOSED_BOOK_REFUSAL}"
 )
 CLOSED_BOOK_QUESTION_MESSAGE = "Question: {question}"
 
+# step_back, stage 1: write the more general question, shown how by its own exemplars.
+STEP_BACK_SYSTEM_MESSAGE = (
+    "You rewrite a specific question as a more general step-back question about the "
+    "background needed to answer it. Reply with the step-back question only, on one line."
+)
+STEP_BACK_ASK_MESSAGE = "Question: {question}"
+
+# Fixed selection: how many exemplars each mode takes from the top of the bank.
 SHOTS = {PromptMode.zero_shot: 0, PromptMode.one_shot: 1, PromptMode.few_shot: 4}
 
 
@@ -76,43 +101,110 @@ def exemplar_bank() -> tuple[Exemplar, ...]:
     return tuple(Exemplar(**row) for row in raw)
 
 
-def exemplars_for(mode: PromptMode) -> list[Exemplar]:
-    """One shot: the first (answerable) exemplar. Few shot: several, a refusal among them."""
-    return list(exemplar_bank()[: SHOTS[mode]])
+@lru_cache
+def step_back_exemplar_bank() -> tuple[dict[str, str], ...]:
+    raw = resources.files("app.rag").joinpath("step_back_exemplars.json").read_text("utf-8")
+    return tuple(json.loads(raw))
+
+
+def shot_count(mode: PromptMode, shots: int | None = None) -> int:
+    """Exemplars a mode takes: ``shots`` overrides the few-shot default."""
+    if mode is PromptMode.few_shot and shots is not None:
+        return shots
+    return SHOTS[mode]
+
+
+def exemplars_for(mode: PromptMode, shots: int | None = None) -> list[Exemplar]:
+    """Fixed selection. One shot: the first (answerable) exemplar. Few shot: the first k."""
+    return list(exemplar_bank()[: shot_count(mode, shots)])
+
+
+def _exemplar_messages(exemplars: list[Exemplar]) -> list:
+    if not exemplars:
+        return []
+    return [
+        FewShotChatMessagePromptTemplate(
+            examples=[e.as_variables() for e in exemplars],
+            example_prompt=ChatPromptTemplate.from_messages(
+                [("human", QUESTION_MESSAGE), ("ai", "{answer}")]
+            ),
+        )
+    ]
+
+
+def answer_prompt(
+    exemplars: list[Exemplar], strategy: Strategy = Strategy.direct
+) -> ChatPromptTemplate:
+    """System instructions, the exemplar turns, then the question in the strategy's form."""
+    final = STEP_BACK_QUESTION_MESSAGE if strategy is Strategy.step_back else QUESTION_MESSAGE
+    if strategy is Strategy.cot:
+        final += "\n\n" + COT_TRIGGER
+    return ChatPromptTemplate.from_messages(
+        [("system", SYSTEM_MESSAGE), *_exemplar_messages(exemplars), ("human", final)]
+    )
 
 
 @lru_cache
-def chat_prompt(mode: PromptMode, closed_book: bool = False) -> ChatPromptTemplate:
-    system = CLOSED_BOOK_SYSTEM_MESSAGE if closed_book else SYSTEM_MESSAGE
-    question_message = CLOSED_BOOK_QUESTION_MESSAGE if closed_book else QUESTION_MESSAGE
-    messages: list = [("system", system)]
-    shots = exemplars_for(mode)
-    if shots:
-        examples = [e.as_variables() for e in shots]
-        if closed_book:  # the exemplars' answers without their passages and citations
-            examples = [{**e, "answer": _CITATION.sub("", e["answer"]).strip()} for e in examples]
-        messages.append(
-            FewShotChatMessagePromptTemplate(
-                examples=examples,
-                example_prompt=ChatPromptTemplate.from_messages(
-                    [("human", question_message), ("ai", "{answer}")]
-                ),
-            )
-        )
-    messages.append(("human", question_message))
-    return ChatPromptTemplate.from_messages(messages)
-
-
-_CITATION = re.compile(r"\s*\[\d+\]")
+def chat_prompt(mode: PromptMode) -> ChatPromptTemplate:
+    return answer_prompt(exemplars_for(mode))
 
 
 def render_messages(
-    mode: PromptMode, question: str, context: str, *, closed_book: bool = False
+    mode: PromptMode,
+    question: str,
+    context: str,
+    *,
+    exemplars: list[Exemplar] | None = None,
+    strategy: Strategy = Strategy.direct,
+    step_back_question: str = "",
 ) -> list[BaseMessage]:
-    """The chat messages for one question; ``closed_book`` asks without passages."""
-    if closed_book:
-        return chat_prompt(mode, True).format_messages(question=question)
-    return chat_prompt(mode).format_messages(context=context, question=question)
+    """The answer prompt; ``exemplars`` (chosen per question) replaces the mode's fixed ones."""
+    if exemplars is None and strategy is Strategy.direct:
+        return chat_prompt(mode).format_messages(context=context, question=question)
+    prompt = answer_prompt(exemplars if exemplars is not None else exemplars_for(mode), strategy)
+    variables = {"context": context, "question": question}
+    if strategy is Strategy.step_back:
+        variables["step_back_question"] = step_back_question
+    return prompt.format_messages(**variables)
+
+
+def cot_extract_messages(
+    reasoning_prompt: list[dict[str, str]], reasoning: str
+) -> list[dict[str, str]]:
+    """Kojima et al.'s second stage: the first prompt, the reasoning, then the extraction cue."""
+    return [
+        *reasoning_prompt,
+        {"role": "assistant", "content": reasoning},
+        {"role": "user", "content": COT_EXTRACT_MESSAGE},
+    ]
+
+
+@lru_cache
+def step_back_prompt() -> ChatPromptTemplate:
+    shots = FewShotChatMessagePromptTemplate(
+        examples=list(step_back_exemplar_bank()),
+        example_prompt=ChatPromptTemplate.from_messages(
+            [("human", STEP_BACK_ASK_MESSAGE), ("ai", "{step_back_question}")]
+        ),
+    )
+    return ChatPromptTemplate.from_messages(
+        [("system", STEP_BACK_SYSTEM_MESSAGE), shots, ("human", STEP_BACK_ASK_MESSAGE)]
+    )
+
+
+def render_step_back_messages(question: str) -> list[BaseMessage]:
+    return step_back_prompt().format_messages(question=question)
+
+
+@lru_cache
+def closed_book_prompt() -> ChatPromptTemplate:
+    return ChatPromptTemplate.from_messages(
+        [("system", CLOSED_BOOK_SYSTEM_MESSAGE), ("human", CLOSED_BOOK_QUESTION_MESSAGE)]
+    )
+
+
+def render_closed_book_messages(question: str) -> list[BaseMessage]:
+    return closed_book_prompt().format_messages(question=question)
 
 
 def to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
@@ -121,9 +213,30 @@ def to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
 
 _REFUSAL_PATTERNS = re.compile(
     r"not in the (documents|passages)|(documents|passages) do not (contain|say|mention)"
-    r"|no information (about|on) this",
+    r"|no information (about|on) this|\bI do(n't| not) know\b",
     re.IGNORECASE,
 )
+
+# Lead-ins small models put before the answer itself ("Therefore, the answer is: ...").
+_ANSWER_LEAD_IN = re.compile(
+    r"^\s*(?:(?:so|therefore|thus),?\s+)?(?:the\s+)?(?:final\s+)?answer\b\s*(?:is\b\s*:?|:)\s*",
+    re.IGNORECASE,
+)
+
+
+def extract_answer(text: str) -> str:
+    """The answer proper from a reply: its first non-empty line without an "answer is" lead-in."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    answer = _ANSWER_LEAD_IN.sub("", lines[0], count=1).strip()
+    return answer.strip("\"'") or lines[0]
+
+
+def clean_step_back_question(text: str) -> str:
+    """The first line of the model's reply, without a "Question:" label."""
+    line = next((line.strip() for line in text.strip().splitlines() if line.strip()), "")
+    return re.sub(r"^(step-back )?question\s*:\s*", "", line, flags=re.IGNORECASE).strip()
 
 
 def is_refusal(answer: str) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import anyio
 
 from app.rag.pipeline import ANSWER_STOP, AskPipeline, AskQuery, AskResult, _ms
+from app.rag.prompts import REFUSAL
 from app.rag.retrieval import Passage
 
 
@@ -38,11 +39,29 @@ StreamEvent = SourcesEvent | TokenEvent | DoneEvent
 
 async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator[StreamEvent]:
     """Close the iterator to stop early: that closes the LLM stream, which stops generation."""
+    if query.adapter:
+        await pipeline.check_adapter(query.adapter)
     prepared = await pipeline.prepare(query)
-    packed, started, retrieved = prepared.packed, prepared.started, prepared.retrieved
+    packed, started = prepared.packed, prepared.started
     yield SourcesEvent(packed.passages, packed.dropped)
 
-    generating = prepared.packed_at
+    generating = time.perf_counter()
+    if prepared.refuse_without_llm(pipeline.refusal_min_score):
+        # The same answer run() gives when nothing retrieved is close enough: no LLM call.
+        yield TokenEvent(REFUSAL)
+        grounded, refused = pipeline.judge(REFUSAL, packed.passages)
+        done = time.perf_counter()
+        yield DoneEvent(
+            AskResult(
+                answer=REFUSAL, grounded=grounded, refused=refused, sources=packed.passages,
+                passages_dropped=packed.dropped, prompt_mode=query.prompt_mode,
+                model=query.adapter or pipeline.llm.model, prompt_tokens=0, completion_tokens=0,
+                finish_reason=None,
+                timings_ms={**prepared.timings_ms, "generate": _ms(done - generating), "total": _ms(done - started)},
+            ),
+            None,
+        )  # fmt: skip
+        return
     first_token: float | None = None
     pieces: list[str] = []
     model, finish_reason = pipeline.llm.model, None
@@ -93,12 +112,11 @@ async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator
         prompt_mode=query.prompt_mode,
         model=model,
         # Without reported usage, the packer's count is the prompt's size in the engine's tokens.
-        prompt_tokens=prompt_tokens or packed.prompt_tokens_estimate,
+        prompt_tokens=prompt_tokens or packed.prompt_tokens,
         completion_tokens=completion_tokens,
         finish_reason=finish_reason,
         timings_ms={
-            "retrieve": _ms(retrieved - started),
-            "pack": _ms(generating - retrieved),
+            **prepared.timings_ms,
             "generate": _ms(done - generating),
             "total": _ms(done - started),
         },

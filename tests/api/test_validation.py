@@ -63,6 +63,40 @@ def test_invalid_generation_settings_get_422(client, body, mentions):
     assert mentions in detail_text(response)
 
 
+@pytest.mark.parametrize(
+    "body, mentions",
+    [
+        ({"question": "ok?", "strategy": "tree_of_thought"}, "strategy"),
+        ({"question": "ok?", "mode": "open_book"}, "mode"),
+        ({"question": "ok?", "mode": "closed_book", "top_k": 3}, "top_k"),
+        ({"question": "ok?", "mode": "closed_book", "strategy": "cot"}, "strategy"),
+        ({"question": "ok?", "mode": "closed_book", "compare": True}, "compare"),
+        ({"question": "ok?", "prompt_mode": "one_shot", "shots": 3}, "shots"),
+        ({"question": "ok?", "prompt_mode": "few_shot", "shots": 0}, "shots"),
+        ({"question": "ok?", "prompt_mode": "few_shot", "shots": 99}, "shots"),
+        ({"question": "ok?", "top_p": 0}, "top_p"),
+        ({"question": "ok?", "top_p": 1.5}, "top_p"),
+        ({"question": "ok?", "seed": -1}, "seed"),
+        ({"question": "ok?", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"question": "ok?", "stop": [""]}, "stop"),
+    ],
+)
+def test_bad_strategy_combinations_get_422(client, body, mentions):
+    response = client.post("/v1/ask", json=body)
+    assert response.status_code == 422
+    assert mentions in detail_text(response)
+
+
+def test_good_strategy_combinations_pass_validation(client):
+    # They reach the (dead) LLM: validation let them through.
+    for body in (
+        {"question": "Does ragqa need a GPU?", "mode": "closed_book"},
+        {"question": "Does ragqa need a GPU?", "prompt_mode": "few_shot", "shots": 6, "strategy": "cot"},
+        {"question": "Does ragqa need a GPU?", "top_p": 0.9, "seed": 7, "stop": ["\n"], "compare": True},
+    ):
+        assert client.post("/v1/ask", json=body).status_code == 503, body
+
+
 def test_malformed_json_gets_422(client):
     response = client.post(
         "/v1/ask", content=b'{"question": "unterminated', headers={"content-type": "application/json"}

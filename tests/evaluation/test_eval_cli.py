@@ -126,7 +126,7 @@ def test_http_backend_retrieves_what_the_in_process_run_did(report, squad_server
 
 
 def test_closed_book_over_http_sends_no_passages(squad_server):
-    body = {"question": "Who were the Normans?", "collection": "squad", "closed_book": True, "max_tokens": 16}
+    body = {"question": "Who were the Normans?", "collection": "squad", "mode": "closed_book", "max_tokens": 16}
     response = httpx.post(f"{squad_server.url}/v1/ask", json=body, timeout=300)
     assert response.status_code == 200, response.text
     assert response.json()["sources"] == [] and response.json()["usage"]["completion_tokens"] > 0

@@ -1,28 +1,28 @@
-"""The closed-book prompt: the same model and shots, with no passages (the evaluation baseline)."""
+"""The closed-book prompt: the same model asked with no passages (the evaluation's baseline)."""
 
 from __future__ import annotations
 
-import pytest
+from app.rag.prompts import (
+    CLOSED_BOOK_REFUSAL,
+    PromptMode,
+    is_refusal,
+    render_closed_book_messages,
+    render_messages,
+)
 
-from app.rag.prompts import REFUSAL, PromptMode, is_refusal, render_messages
 
-
-@pytest.mark.parametrize("mode", list(PromptMode))
-def test_closed_book_messages_hold_no_passages(mode):
-    messages = render_messages(mode, "Who built the bridge?", context="", closed_book=True)
+def test_closed_book_messages_hold_no_passages():
+    messages = render_closed_book_messages("Who built the bridge?")
     text = "\n".join(m.content for m in messages)
-    assert "Passages:" not in text and "[1]" not in text and "passage" not in text.lower()
+    assert "Passages:" not in text and "[1]" not in text
+    assert [m.type for m in messages] == ["system", "human"]
     assert messages[-1].content == "Question: Who built the bridge?"
-    assert REFUSAL in messages[0].content  # it refuses with the sentence is_refusal() knows
-    rag = render_messages(mode, "Who built the bridge?", context="[1]\nText")
-    assert len(messages) == len(rag)  # the same shots, minus their passages
+    assert CLOSED_BOOK_REFUSAL in messages[0].content
 
 
-def test_closed_book_shots_lose_their_citations():
-    messages = render_messages(PromptMode.few_shot, "Q?", context="", closed_book=True)
-    answers = [m.content for m in messages if m.type == "ai"]
-    assert "412 metres" in answers and "Old Tom" in answers
-    assert any(is_refusal(a) for a in answers)
+def test_the_closed_book_refusal_is_recognised():
+    assert is_refusal(CLOSED_BOOK_REFUSAL)
+    assert not is_refusal("Gustave Eiffel built it.")
 
 
 def test_default_rendering_is_unchanged():

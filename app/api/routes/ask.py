@@ -6,7 +6,14 @@ from fastapi import APIRouter
 
 from app.api import metrics
 from app.api.deps import AskPipelineDep, SettingsDep
-from app.api.schemas import AskRequest, AskResponse, RetrieveRequest, RetrieveResponse, Source
+from app.api.schemas import (
+    AskRequest,
+    AskResponse,
+    ClosedBookAnswer,
+    RetrieveRequest,
+    RetrieveResponse,
+    Source,
+)
 from app.api.streaming import stream_ask
 from app.rag.pipeline import AskQuery
 
@@ -24,7 +31,13 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
         prompt_mode=body.prompt_mode,
         temperature=body.temperature,
         max_tokens=body.max_tokens or settings.llm_default_max_tokens,
-        closed_book=body.closed_book,
+        strategy=body.strategy,
+        mode=body.mode,
+        compare=body.compare,
+        shots=body.shots,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stop,
         adapter=body.adapter or settings.collection_adapters.get(body.collection),
         retrieval=pipeline.retriever.options(body.retrieval, body.diversity),
     )
@@ -39,6 +52,14 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
         sources=[Source.model_validate(p, from_attributes=True) for p in result.sources],
         passages_dropped=result.passages_dropped,
         prompt_mode=result.prompt_mode,
+        strategy=result.strategy,
+        mode=result.mode,
+        reasoning=result.reasoning,
+        step_back_question=result.step_back_question,
+        token_overlap=result.token_overlap,
+        closed_book=ClosedBookAnswer.model_validate(result.closed_book, from_attributes=True)
+        if result.closed_book
+        else None,
         model=result.model,
         usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
         timings_ms=result.timings_ms,
