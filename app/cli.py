@@ -120,7 +120,15 @@ def serve(
             err.print(f"embedded LLM ({embedded.model_path.name}) ready at {embedded.base_url}")
             settings = settings.model_copy(update={"llm_base_url": embedded.base_url})
         # log_config=None: uvicorn keeps the JSON logging configured above.
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, log_config=None)
+        # A bounded graceful shutdown: an answer in flight must not hold SIGTERM up for minutes.
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+        )
     except EmbeddedLLMError as exc:
         err.print(f"[red]cannot start the embedded LLM:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
