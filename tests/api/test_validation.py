@@ -119,11 +119,14 @@ def test_question_is_stripped_and_4000_chars_accepted(client):
 
 
 def test_retrieve_returns_ranked_passages(client):
-    response = client.post("/v1/retrieve", json={"question": "Does ragqa need a GPU?", "top_k": 3})
-    assert response.status_code == 200
-    passages = response.json()["passages"]
-    assert [p["rank"] for p in passages] == [1, 2, 3]
-    assert passages[0]["doc"] == "faq.txt"
+    for mode in ("hybrid", "dense"):
+        body = {"question": "Does ragqa need a GPU?", "top_k": 3, "retrieval": mode}
+        response = client.post("/v1/retrieve", json=body)
+        assert response.status_code == 200
+        passages = response.json()["passages"]
+        assert [p["rank"] for p in passages] == [1, 2, 3]
+        assert passages[0]["doc"] == "faq.txt"
+    # Dense ranks by cosine; hybrid ranks by fused rank while `score` stays the cosine.
     scores = [p["score"] for p in passages]
     assert scores == sorted(scores, reverse=True)
 
