@@ -47,7 +47,7 @@ def test_report_has_one_record_per_question(report):
         assert record["retrieval"]["error"] is None
         retrieved = record["retrieval"]["retrieved"]
         assert [p["rank"] for p in retrieved] == list(range(1, 11))
-        assert all(a["score"] >= b["score"] for a, b in zip(retrieved, retrieved[1:]))
+        # (scores are cosines; the default hybrid retrieval ranks by fused rank, not by score)
         for side in ("rag", "closed_book"):
             reply = record[side]
             assert reply["error"] is None, reply["error"]
