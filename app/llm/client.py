@@ -6,8 +6,9 @@ so the default setup exercises the production code path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -109,7 +110,7 @@ class LLMClient:
         seed: int | None = None,
     ) -> Completion:
         """One chat completion; ``model`` may name a LoRA adapter served beside the base model."""
-        try:
+        with self._mapped_errors():
             # max_tokens, not max_completion_tokens: llama.cpp's server ignores the latter,
             # and generation then runs until the context is full.
             response = await self._openai.chat.completions.create(
@@ -118,18 +119,8 @@ class LLMClient:
                 temperature=temperature,
                 max_tokens=max_tokens,
                 stop=stop or None,
-                # Omitted when unset, so each backend keeps its own default.
-                top_p=openai.omit if top_p is None else top_p,
-                seed=openai.omit if seed is None else seed,
+                **_optional_sampling(top_p, seed),
             )
-        except openai.APITimeoutError as exc:
-            raise LLMTimeout(f"the LLM at {self.base_url} did not answer in time") from exc
-        except openai.APIConnectionError as exc:
-            raise LLMUnavailable(f"cannot reach the LLM at {self.base_url}: {exc}") from exc
-        except openai.APIStatusError as exc:
-            raise LLMError(
-                f"the LLM at {self.base_url} answered {exc.status_code}: {exc.message}"
-            ) from exc
         if not response.choices:
             raise LLMError(f"the LLM at {self.base_url} returned no choices")
         choice = response.choices[0]
@@ -150,10 +141,12 @@ class LLMClient:
         max_tokens: int,
         stop: list[str] | None = None,
         model: str | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
     ) -> AsyncIterator[StreamDelta]:
         """The answer as it is generated. Closing the iterator early closes the HTTP stream,
         which makes llama.cpp's server and vLLM stop generating."""
-        try:
+        with self._mapped_errors():
             stream = await self._openai.chat.completions.create(
                 model=model or self.model,
                 messages=messages,
@@ -163,6 +156,7 @@ class LLMClient:
                 stream=True,
                 # vLLM reports usage in a last chunk; llama.cpp's server ignores the option.
                 stream_options={"include_usage": True},
+                **_optional_sampling(top_p, seed),
             )
             async with stream:
                 async for chunk in stream:
@@ -174,10 +168,16 @@ class LLMClient:
                         yield StreamDelta(
                             text,
                             finish,
-                            chunk.model or self.model,
+                            chunk.model or model or self.model,
                             usage.prompt_tokens if usage else None,
                             usage.completion_tokens if usage else None,
                         )
+
+    @contextlib.contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        """The openai SDK's errors as ours, which the API maps to 504, 503 and 502."""
+        try:
+            yield
         except openai.APITimeoutError as exc:
             raise LLMTimeout(f"the LLM at {self.base_url} did not answer in time") from exc
         except openai.APIConnectionError as exc:
@@ -268,3 +268,11 @@ _TOKENIZE_BODIES = {
     # vLLM's OpenAI-compatible server
     "/tokenize": lambda model, text: {"model": model, "prompt": text, "add_special_tokens": False},
 }
+
+
+def _optional_sampling(top_p: float | None, seed: int | None) -> dict:
+    """Omitted when unset, so each backend keeps its own default."""
+    return {
+        "top_p": openai.omit if top_p is None else top_p,
+        "seed": openai.omit if seed is None else seed,
+    }

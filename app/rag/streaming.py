@@ -70,8 +70,10 @@ async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator
         packed.messages,
         temperature=query.temperature,
         max_tokens=query.max_tokens,
-        stop=ANSWER_STOP,
+        stop=query.stop or ANSWER_STOP,
         model=query.adapter,
+        top_p=query.top_p,
+        seed=query.seed,
     )
     try:
         async for delta in stream:
