@@ -143,6 +143,12 @@ def eval_(
     collection: Annotated[str, typer.Option(help="collection holding the questions' documents")],
     out: Annotated[Path | None, typer.Option(help="report JSON; a PNG is written beside it")] = None,
     prompt_mode: Annotated[str, typer.Option(help="zero_shot, one_shot or few_shot")] = "one_shot",
+    strategy: Annotated[str, typer.Option(help="direct, cot or step_back (the RAG side)")] = "direct",
+    shots: Annotated[int | None, typer.Option(min=1, help="few_shot's exemplars")] = None,
+    refusal_min_score: Annotated[
+        float | None,
+        typer.Option(help="in-process: RAGQA_REFUSAL_MIN_SCORE for this run; -1 asks the LLM always"),
+    ] = None,
     top_k: Annotated[int | None, typer.Option(help="passages per answer; default RAGQA_TOP_K")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="answer length cap")] = None,
     closed_book: Annotated[bool, typer.Option(help="also ask with no passages, and compare")] = False,
@@ -161,7 +167,7 @@ def eval_(
 
     from app.evaluation import report as reports
     from app.evaluation.runner import EvalConfig, EvalError, EvalRun, HttpBackend, load_questions
-    from app.rag.prompts import PromptMode
+    from app.rag.prompts import PromptMode, Strategy
 
     settings = _settings(index_dir)
     try:
@@ -169,6 +175,19 @@ def eval_(
     except ValueError:
         err.print(f"[red]unknown prompt mode {prompt_mode!r}:[/red] use {', '.join(PromptMode)}")
         raise typer.Exit(2) from None
+    try:
+        rag_strategy = Strategy(strategy)
+    except ValueError:
+        err.print(f"[red]unknown strategy {strategy!r}:[/red] use {', '.join(Strategy)}")
+        raise typer.Exit(2) from None
+    if refusal_min_score is not None:
+        if url:
+            err.print("[red]--refusal-min-score applies in-process:[/red] set it on the server")
+            raise typer.Exit(2)
+        if not -1.0 <= refusal_min_score <= 1.0:
+            err.print("[red]--refusal-min-score must lie in [-1, 1][/red]")
+            raise typer.Exit(2)
+        settings = settings.model_copy(update={"refusal_min_score": refusal_min_score})
     config = EvalConfig(
         collection=collection,
         prompt_mode=mode,
@@ -177,8 +196,11 @@ def eval_(
         closed_book=closed_book,
         retrieval_only=retrieval_only,
         concurrency=concurrency,
+        strategy=rag_strategy,
+        shots=shots,
     )
-    out = out or Path("reports") / f"eval-{collection}-{mode}.json"
+    suffix = "" if rag_strategy is Strategy.direct else f"-{rag_strategy}"
+    out = out or Path("reports") / f"eval-{collection}-{mode}{suffix}.json"
     progress = Progress(
         TextColumn("questions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
     )

@@ -134,6 +134,11 @@ class AskResponse(BaseModel):
         None, description="share of the answer's content words in the passages it cites"
     )
     closed_book: ClosedBookAnswer | None = Field(None, description="compare: the closed-book answer")
+    top_score: float | None = Field(
+        None,
+        description="rag: the best cosine similarity retrieved, which RAGQA_REFUSAL_MIN_SCORE is "
+        "compared with",
+    )
     model: str
     usage: Usage
     timings_ms: Timings

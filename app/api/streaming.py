@@ -83,6 +83,7 @@ async def ask_events(first: StreamEvent, events: AsyncIterator) -> AsyncIterator
                         "prompt_mode": r.prompt_mode,
                         "model": r.model,
                         "finish_reason": r.finish_reason,
+                        "top_score": r.top_score,
                         "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens},
                         "timings_ms": {**r.timings_ms, "first_token": event.time_to_first_token_ms},
                     }

@@ -37,7 +37,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"**{Path(run['questions_file']).parent.name or run['questions_file']}**, "
         f"{agg['retrieval']['questions']} questions, collection `{config['collection']}`, "
-        f"prompt `{config['prompt_mode']}`, top_k {config['top_k']}, "
+        f"prompt `{config['prompt_mode']}`, strategy `{config.get('strategy', 'direct')}`, "
+        f"top_k {config['top_k']}, "
         f"LLM {', '.join(run['llm_models']) or '?'}, embeddings {run['embedding_model']}",
         "",
         "| retrieval (%) | hit@1 | hit@5 | hit@10 | MRR@10 | passage hit@5 | nDCG@10 |",

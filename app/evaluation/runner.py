@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from app.evaluation import metrics
-from app.rag.prompts import PromptMode, is_refusal
+from app.rag.prompts import PromptMode, Strategy, is_refusal
 
 # Retrieval is scored to this depth whatever top_k the answers use: hit@1..10 and MRR@10.
 RETRIEVAL_DEPTH = 10
@@ -118,6 +118,8 @@ class EvalConfig:
     retrieval_only: bool = False
     concurrency: int = 1
     temperature: float = 0.0
+    strategy: Strategy = Strategy.direct  # the RAG side's; closed-book answers directly
+    shots: int | None = None  # few_shot's k; None: the server's default
 
 
 class Backend(Protocol):
@@ -147,6 +149,8 @@ class InProcessBackend:
                 prompt_mode=config.prompt_mode,
                 temperature=config.temperature,
                 max_tokens=config.max_tokens,
+                strategy=Strategy.direct if closed_book else config.strategy,
+                shots=config.shots,
                 mode=AnswerMode.closed_book if closed_book else AnswerMode.rag,
             )
         )
@@ -160,6 +164,9 @@ class InProcessBackend:
                 "completion_tokens": result.completion_tokens,
             },
             "timings_ms": result.timings_ms,
+            "top_score": result.top_score,
+            "reasoning": result.reasoning,
+            "step_back_question": result.step_back_question,
         }
 
     async def describe(self, collection: str) -> dict:
@@ -211,9 +218,13 @@ class HttpBackend:
             "prompt_mode": str(config.prompt_mode),
             "temperature": config.temperature,
             "max_tokens": config.max_tokens,
+            "strategy": str(config.strategy),
         }
+        if config.shots is not None:
+            body["shots"] = config.shots
         if closed_book:  # nothing is retrieved, so top_k would be refused
             body["mode"] = "closed_book"
+            body["strategy"] = str(Strategy.direct)
             del body["top_k"]
         return await self._post("/v1/ask", body)
 
@@ -264,6 +275,10 @@ def _score_answer(q: EvalQuestion, reply: dict) -> dict:
         "prompt_tokens": reply["usage"]["prompt_tokens"],
         "completion_tokens": reply["usage"]["completion_tokens"],
         "timings_ms": reply["timings_ms"],
+        # rag: the best retrieved similarity, to replay other refusal thresholds offline.
+        "top_score": reply.get("top_score"),
+        "reasoning": reply.get("reasoning"),
+        "step_back_question": reply.get("step_back_question"),
         "error": None,
     }
 
@@ -467,7 +482,11 @@ class EvalRun:
                 "questions_sha256": _sha256(self.questions_path),
                 "limit": self.limit,
                 "sample": self.sample,
-                "config": {**asdict(self.config), "prompt_mode": str(self.config.prompt_mode)},
+                "config": {
+                    **asdict(self.config),
+                    "prompt_mode": str(self.config.prompt_mode),
+                    "strategy": str(self.config.strategy),
+                },
                 # Only --sample draws at random; decoding is greedy (temperature 0).
                 "seed": self.seed,
                 "temperature": self.config.temperature,

@@ -82,9 +82,14 @@ class PreparedPrompt:
     timings_ms: dict[str, float]
     started: float  # perf_counter() at the start of the request
 
+    @property
+    def top_score(self) -> float:
+        """The best cosine similarity retrieved: what the refusal threshold compares."""
+        return max((p.score for p in self.passages), default=-1.0)
+
     def refuse_without_llm(self, refusal_min_score: float) -> bool:
         """Nothing retrieved is close enough to the question to be worth asking about."""
-        return max((p.score for p in self.passages), default=-1.0) < refusal_min_score
+        return self.top_score < refusal_min_score
 
 
 @dataclass
@@ -114,6 +119,7 @@ class AskResult:
     step_back_question: str | None = None
     token_overlap: float | None = None
     closed_book: ClosedBookAnswer | None = None
+    top_score: float | None = None  # rag: the best retrieved similarity (see PreparedPrompt)
 
 
 # A short answer ends at its first blank line; small models otherwise go on to invent
@@ -337,4 +343,5 @@ class AskPipeline:
             reasoning=reasoning,
             step_back_question=prepared.step_back_question,
             token_overlap=token_overlap(answer, packed.passages),
+            top_score=prepared.top_score,
         )

@@ -58,6 +58,7 @@ async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator
                 model=query.adapter or pipeline.llm.model, prompt_tokens=0, completion_tokens=0,
                 finish_reason=None,
                 timings_ms={**prepared.timings_ms, "generate": _ms(done - generating), "total": _ms(done - started)},
+                top_score=prepared.top_score,
             ),
             None,
         )  # fmt: skip
@@ -122,5 +123,6 @@ async def stream_answer(pipeline: AskPipeline, query: AskQuery) -> AsyncIterator
             "generate": _ms(done - generating),
             "total": _ms(done - started),
         },
+        top_score=prepared.top_score,
     )
     yield DoneEvent(result, _ms(first_token - generating) if first_token else None)

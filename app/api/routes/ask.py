@@ -60,6 +60,7 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
         closed_book=ClosedBookAnswer.model_validate(result.closed_book, from_attributes=True)
         if result.closed_book
         else None,
+        top_score=result.top_score,
         model=result.model,
         usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
         timings_ms=result.timings_ms,
