@@ -258,6 +258,34 @@ def eval_(
     err.print(f"report: {out}  plot: {out.with_suffix('.png')}")
 
 
+@cli.command("refusal-curve")
+def refusal_curve(
+    report: Annotated[Path, typer.Argument(help="an eval report JSON, best run with --refusal-min-score -1")],
+    out: Annotated[Path | None, typer.Option(help="PNG; default: beside the report")] = None,
+    max_f1_cost: Annotated[
+        float, typer.Option(min=0, max=100, help="F1 points the threshold may cost on answerable questions")
+    ] = 5.0,
+) -> None:
+    """Replay refusal thresholds on an eval report: confabulation and F1 per threshold, and the
+    threshold with the least confabulation within the F1 budget."""
+    from app.evaluation import calibration
+
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        curve = calibration.refusal_curve(data)
+        chosen = calibration.choose_threshold(curve, max_f1_cost / 100)
+    except (OSError, ValueError, KeyError) as exc:
+        err.print(f"[red]cannot calibrate on {report}:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    out = out or report.with_name(report.stem + "-refusal-curve.png")
+    config = data["run"]["config"]
+    title = f"{Path(data['run']['questions_file']).parent.name}: {config['prompt_mode']}, {config.get('strategy', 'direct')}"
+    calibration.plot(curve, chosen, out, title)
+    print(json.dumps({"report": str(report), "max_f1_cost": max_f1_cost, "chosen": chosen, "curve": curve}))
+    print(calibration.markdown(curve, chosen))
+    err.print(f"plot: {out}")
+
+
 collections_cli = typer.Typer(help="List or delete collections.", no_args_is_help=True)
 cli.add_typer(collections_cli, name="collections")
 

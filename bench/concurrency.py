@@ -26,23 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.llm.embedded import free_loopback_port  # noqa: E402
+from bench._serve import BIN, start_ragqa_serve, stop, wait_until_up
 
-BIN = Path(sys.executable).parent
 QUESTIONS = ["What is ragqa?", "How do I ingest documents?", "Which formats are supported?", "How is the LLM served?"]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} did not come up in {timeout_s}s")
 
 
 async def drive(url: str, make_body, clients: int, duration_s: float) -> dict:
@@ -104,10 +90,7 @@ def main() -> None:
             [str(BIN / "ragqa"), "ingest", str(REPO / "samples" / "ragqa-docs"), "--collection", "bench", "--json"],
             env=env, check=True, capture_output=True,
         )  # fmt: skip
-        api = subprocess.Popen(
-            [str(BIN / "ragqa"), "serve", "--port", str(api_port), "--log-level", "warning"],
-            env=env, stdout=(work / "api.log").open("wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        api, _ = start_ragqa_serve(env, work / "api.log", api_port)
         wait_until_up(f"http://127.0.0.1:{llm_port}/v1/models", llm)
         wait_until_up(f"http://127.0.0.1:{api_port}/healthz", api)
 
@@ -122,10 +105,7 @@ def main() -> None:
         direct = asyncio.run(drive(f"http://127.0.0.1:{llm_port}/v1/chat/completions", direct_body, args.clients, args.duration))
         ragqa = asyncio.run(drive(f"http://127.0.0.1:{api_port}/v1/ask", ask_body, args.clients, args.duration))
     finally:
-        for process in (api, llm):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
+        stop(api, llm)
 
     ratio = ragqa["requests_per_s"] / direct["requests_per_s"] if direct["requests_per_s"] else None
     result = {

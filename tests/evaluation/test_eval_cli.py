@@ -141,3 +141,71 @@ def test_unknown_collection_is_a_clear_error(squad_index, tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "nope" in done.stderr and not (tmp_path / "r.json").exists()
+
+
+def test_answers_carry_the_top_score_the_refusal_threshold_compares(report):
+    body, _, _ = report
+    threshold = body["run"]["settings"]["refusal_min_score"]
+    for record in body["questions"]:
+        rag = record["rag"]
+        # the best cosine of everything retrieved, of which the cited sources are a part
+        assert -1 <= rag["top_score"] <= 1
+        assert rag["top_score"] >= max(s["score"] for s in rag["sources"]) - 1e-6
+        if rag["top_score"] < threshold:  # refused by ragqa, without a generation
+            assert rag["refused"] and rag["completion_tokens"] == 0
+        assert record["closed_book"]["top_score"] is None
+
+
+def test_refusal_curve_replays_the_report(report, tmp_path):
+    body, out, _ = report
+    png = tmp_path / "curve.png"
+    done = subprocess.run(
+        [str(RAGQA), "refusal-curve", str(out), "--out", str(png)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[0])
+    curve = result["curve"]
+    # the first point is the report as it was run, and no threshold below it is replayed
+    assert curve[0]["threshold"] == body["run"]["settings"]["refusal_min_score"]
+    assert curve[0]["f1"] == pytest.approx(body["aggregate"]["rag"]["f1"])
+    assert all(c["threshold"] > curve[0]["threshold"] for c in curve[1:])
+    # squad-v1.1 is all answerable: a stricter threshold can only refuse more of them
+    refused = [c["false_refusal_rate"] for c in curve]
+    assert refused == sorted(refused) and refused[-1] > refused[0]
+    assert result["chosen"]["f1"] >= curve[0]["f1"] - 0.05
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_strategy_over_http_reaches_the_server(squad_server, tmp_path):
+    out = tmp_path / "step_back.json"
+    done = subprocess.run(
+        [str(RAGQA), "eval", str(SQUAD11 / "questions.jsonl"), "--collection", "squad", "--limit", "2",
+         "--out", str(out), "--url", squad_server.url, "--strategy", "step_back", "--max-tokens", "24"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    body = json.loads(out.read_text())
+    assert body["run"]["config"]["strategy"] == "step_back"
+    for record in body["questions"]:
+        assert record["rag"]["error"] is None
+        assert record["rag"]["step_back_question"], "step_back writes a general question first"
+        assert record["rag"]["timings_ms"]["step_back"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--strategy", "ponder"], "unknown strategy"),
+        (["--refusal-min-score", "0.3", "--url", "http://127.0.0.1:9"], "in-process"),
+        (["--refusal-min-score", "2"], "[-1, 1]"),
+    ],
+)
+def test_bad_eval_options_are_clear_errors(squad_index, tmp_path, args, message):
+    env = {**os.environ, "RAGQA_INDEX_DIR": str(squad_index), "RAGQA_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
+    done = subprocess.run(
+        [str(RAGQA), "eval", str(SQUAD11 / "questions.jsonl"), "--collection", "squad",
+         "--out", str(tmp_path / "r.json"), *args],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert message in done.stderr and not (tmp_path / "r.json").exists()

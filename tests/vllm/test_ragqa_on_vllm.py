@@ -122,3 +122,12 @@ def test_a_collection_default_adapter_applies(ragqa_on_vllm, vllm):
     assert response.json()["model"] == ADAPTER
     other = post(ragqa_on_vllm, "/v1/ask", {**body, "collection": "long"})
     assert other.json()["model"] == vllm.model
+
+
+def test_the_openai_route_uses_the_collection_default_adapter_too(ragqa_on_vllm, vllm):
+    body = {"messages": [{"role": "user", "content": "Does ragqa need a GPU?"}], "max_tokens": 16}
+    tuned = post(ragqa_on_vllm, "/v1/chat/completions", {**body, "model": "tuned"})
+    assert tuned.status_code == 200, tuned.text
+    assert tuned.json()["ragqa"]["llm_model"] == ADAPTER
+    other = post(ragqa_on_vllm, "/v1/chat/completions", {**body, "model": "long"})
+    assert other.json()["ragqa"]["llm_model"] == vllm.model

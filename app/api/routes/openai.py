@@ -89,6 +89,8 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep):
         prompt_mode=body.prompt_mode,
         temperature=body.temperature if body.temperature is not None else 0.0,
         max_tokens=body.answer_cap() or settings.llm_default_max_tokens,
+        # the collection's LoRA adapter, as /v1/ask uses it
+        adapter=settings.collection_adapters.get(collection),
     )
     if body.stream:
         events = guarded(stream_answer(services.pipeline, query))

@@ -1,0 +1,49 @@
+"""Servers for the benchmarks: `ragqa serve` as a subprocess on a free port, and waiting for one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from app.llm.embedded import free_loopback_port
+
+BIN = Path(sys.executable).parent
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{process.args} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not come up in {timeout_s}s")
+
+
+def start_ragqa_serve(env: dict[str, str], log: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`ragqa serve` with ``env`` (RAGQA_* settings), output to ``log``; returns it and its URL.
+
+    Set RAGQA_LLM_BASE_URL in ``env``, or it starts the embedded LLM first. Does not wait:
+    call ``wait_until_up(f"{url}/healthz", process)``.
+    """
+    port = port or free_loopback_port()
+    process = subprocess.Popen(
+        [str(BIN / "ragqa"), "serve", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop(*processes: subprocess.Popen | None) -> None:
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
