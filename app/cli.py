@@ -98,43 +98,34 @@ def serve(
     import uvicorn
 
     from app.api.main import create_app
-    from app.llm.embedded import EmbeddedLLMError, EmbeddedLLMServer
+    from app.llm.embedded import EmbeddedLLMError, llm_for
 
     from app.api.logs import configure_logging
 
     settings = get_settings()
     configure_logging(log_level, settings.log_format)
-    embedded: EmbeddedLLMServer | None = None
+    embedded = settings.llm_base_url is None
     # Until uvicorn takes over signal handling, make SIGTERM unwind so the child is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        if settings.llm_base_url is None:
-            embedded = EmbeddedLLMServer(
-                model_path=settings.embedded_llm_gguf,
-                alias=settings.llm_model,
-                n_ctx=settings.llm_context_window,
-                start_timeout_s=settings.embedded_llm_start_timeout_s,
+        if embedded:
+            err.print("starting the embedded LLM server")
+        with llm_for(settings) as ready:  # the same embedded server `ragqa eval` starts
+            if embedded:
+                err.print(f"embedded LLM ready at {ready.llm_base_url}")
+            # log_config=None: uvicorn keeps the JSON logging configured above.
+            # A bounded graceful shutdown: an answer in flight must not hold SIGTERM up for minutes.
+            uvicorn.run(
+                create_app(ready),
+                host=host,
+                port=port,
+                log_level=log_level,
+                log_config=None,
+                timeout_graceful_shutdown=10,
             )
-            with err.status("starting the embedded LLM server"):
-                embedded.start()
-            err.print(f"embedded LLM ({embedded.model_path.name}) ready at {embedded.base_url}")
-            settings = settings.model_copy(update={"llm_base_url": embedded.base_url})
-        # log_config=None: uvicorn keeps the JSON logging configured above.
-        # A bounded graceful shutdown: an answer in flight must not hold SIGTERM up for minutes.
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=log_level,
-            log_config=None,
-            timeout_graceful_shutdown=10,
-        )
     except EmbeddedLLMError as exc:
         err.print(f"[red]cannot start the embedded LLM:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 @cli.command("eval")
@@ -256,6 +247,24 @@ def eval_(
     reports.plot(result, out.with_suffix(".png"))
     print(reports.markdown(result))
     err.print(f"report: {out}  plot: {out.with_suffix('.png')}")
+
+
+@cli.command("eval-table")
+def eval_table(
+    reports: Annotated[list[Path], typer.Argument(help="eval report JSON files")],
+    same_questions: Annotated[
+        bool, typer.Option(help="score all reports on the questions they share")
+    ] = False,
+) -> None:
+    """One markdown row per eval report: answers by prompt mode and strategy, closed-book beside."""
+    from app.evaluation import report as reports_
+
+    try:
+        loaded = [json.loads(p.read_text(encoding="utf-8")) for p in reports]
+        print(reports_.comparison(loaded, same_questions))
+    except (OSError, ValueError, KeyError) as exc:
+        err.print(f"[red]cannot read the reports:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
 
 
 @cli.command("refusal-curve")

@@ -127,3 +127,42 @@ def _plot_answers(right, agg: dict, sides: list[str], prompt_mode: str) -> None:
     right.set(ylabel="% of answerable questions", title=f"Answers ({prompt_mode})")
     right.legend()
     right.grid(axis="y", alpha=0.3)
+
+
+def restricted(report: dict, ids: set[str]) -> dict:
+    """The report over only the questions in ``ids``, its aggregates recomputed."""
+    from app.evaluation.runner import aggregate
+
+    records = [r for r in report["questions"] if r["id"] in ids]
+    return {**report, "aggregate": aggregate(records), "questions": records}
+
+
+def comparison(reports: list[dict], same_questions: bool = False) -> str:
+    """One row per report (prompt mode x strategy), closed-book beside; in percent.
+
+    ``same_questions`` scores every report on the questions they all share, so that a full run
+    and a sampled one compare on equal terms."""
+    if same_questions and reports:
+        shared = set.intersection(*({r["id"] for r in rep["questions"]} for rep in reports))
+        reports = [restricted(rep, shared) for rep in reports]
+    header = (
+        "| set | prompt | strategy | n | EM | F1 | contains gold | false refusal | confabulation "
+        "| closed-book EM | closed-book F1 | closed-book contains gold | total p50 (ms) |"
+    )
+    lines = [header, "|" + "---|" * 13]
+    for rep in reports:
+        run, agg = rep["run"], rep["aggregate"]
+        config, rag, closed = run["config"], agg.get("rag", {}), agg.get("closed_book", {})
+        selection = (run.get("settings") or {}).get("exemplar_selection")
+        prompt = config["prompt_mode"] + (f" ({selection})" if selection == "similarity" else "")
+        cells = [
+            Path(run["questions_file"]).parent.name,
+            prompt,
+            config.get("strategy", "direct"),
+            str(rag.get("questions", len(rep["questions"]))),
+            *(_fmt(rag.get(k)) for k in ("em", "f1", "contains_gold", "false_refusal_rate", "confabulation_rate")),
+            *(_fmt(closed.get(k)) for k in ("em", "f1", "contains_gold")),
+            _fmt(rag.get("latency_ms", {}).get("total", {}).get("p50"), percent=False),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -135,7 +135,11 @@ class EmbeddedLLMServer:
             return ""
 
     def __enter__(self) -> EmbeddedLLMServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # e.g. SIGTERM while starting: no child is left behind
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
