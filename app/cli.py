@@ -274,6 +274,10 @@ def refusal_curve(
     max_f1_cost: Annotated[
         float, typer.Option(min=0, max=100, help="F1 points the threshold may cost on answerable questions")
     ] = 5.0,
+    any_model: Annotated[
+        bool,
+        typer.Option(help="also bound the F1 a perfect model would lose: false refusals within the budget"),
+    ] = True,
 ) -> None:
     """Replay refusal thresholds on an eval report: confabulation and F1 per threshold, and the
     threshold with the least confabulation within the F1 budget."""
@@ -282,7 +286,7 @@ def refusal_curve(
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
         curve = calibration.refusal_curve(data)
-        chosen = calibration.choose_threshold(curve, max_f1_cost / 100)
+        chosen = calibration.choose_threshold(curve, max_f1_cost / 100, any_model)
     except (OSError, ValueError, KeyError) as exc:
         err.print(f"[red]cannot calibrate on {report}:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
@@ -290,7 +294,9 @@ def refusal_curve(
     config = data["run"]["config"]
     title = f"{Path(data['run']['questions_file']).parent.name}: {config['prompt_mode']}, {config.get('strategy', 'direct')}"
     calibration.plot(curve, chosen, out, title)
-    print(json.dumps({"report": str(report), "max_f1_cost": max_f1_cost, "chosen": chosen, "curve": curve}))
+    print(json.dumps({
+        "report": str(report), "max_f1_cost": max_f1_cost, "any_model": any_model, "chosen": chosen, "curve": curve
+    }))  # fmt: skip
     print(calibration.markdown(curve, chosen))
     err.print(f"plot: {out}")
 

@@ -80,13 +80,23 @@ def refusal_curve(report: dict, thresholds: list[float] | None = None) -> list[d
     return curve
 
 
-def choose_threshold(curve: list[dict], max_f1_cost: float = 0.05) -> dict:
+def choose_threshold(curve: list[dict], max_f1_cost: float = 0.05, any_model: bool = True) -> dict:
     """Least confabulation whose answerable F1 stays within ``max_f1_cost`` (a fraction: 0.05 =
-    5 points) of the curve's first point; among equals, the higher F1, then the lower threshold."""
-    base = curve[0]["f1"]
-    if base is None or all(c["confabulation_rate"] is None for c in curve):
+    5 points) of the curve's first point; among equals, the higher F1, then the lower threshold.
+
+    ``any_model`` also keeps the added false refusals within ``max_f1_cost``: an answerable
+    question refused costs at most its F1, so the bound holds for a model that answers everything
+    right, not only for the (weak) model the report was run with, whose F1 has little to lose."""
+    base = curve[0]
+    if base["f1"] is None or all(c["confabulation_rate"] is None for c in curve):
         raise CalibrationError("calibrating needs answerable and unanswerable questions")
-    allowed = [c for c in curve if c["f1"] >= base - max_f1_cost - 1e-12]
+    budget = max_f1_cost + 1e-12
+    allowed = [
+        c
+        for c in curve
+        if c["f1"] >= base["f1"] - budget
+        and (not any_model or c["false_refusal_rate"] - base["false_refusal_rate"] <= budget)
+    ]
     return min(allowed, key=lambda c: (c["confabulation_rate"], -c["f1"], c["threshold"]))
 
 

@@ -67,10 +67,18 @@ def test_curve_by_hand():
 
 def test_choose_threshold_keeps_f1_within_the_budget():
     curve = refusal_curve(report(), [0.3, 0.325, 0.525, 0.625])
-    chosen = choose_threshold(curve, max_f1_cost=0.05)
+    chosen = choose_threshold(curve, max_f1_cost=0.05, any_model=False)
     # 0.625 also has no confabulation but costs all the F1; 0.525 is the first with none.
     assert chosen["threshold"] == 0.525
-    assert choose_threshold(curve, max_f1_cost=1.0)["threshold"] == 0.525  # F1 breaks the tie
+    assert choose_threshold(curve, max_f1_cost=1.0, any_model=False)["threshold"] == 0.525  # F1 breaks the tie
+
+
+def test_any_model_bounds_the_false_refusals_too():
+    curve = refusal_curve(report(), [0.3, 0.325, 0.525, 0.625])
+    # From 0.325 on, a2 is refused: free for this model (it was wrong), but half the answerable
+    # questions, which a model that got it right would lose.
+    assert choose_threshold(curve, max_f1_cost=0.05)["threshold"] == 0.3
+    assert choose_threshold(curve, max_f1_cost=0.5)["threshold"] == 0.525
 
 
 def test_thresholds_below_the_run_are_not_replayed():
