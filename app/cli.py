@@ -286,10 +286,14 @@ def refusal_curve(
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
         curve = calibration.refusal_curve(data)
-        chosen = calibration.choose_threshold(curve, max_f1_cost / 100, any_model)
     except (OSError, ValueError, KeyError) as exc:
         err.print(f"[red]cannot calibrate on {report}:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
+    try:
+        chosen = calibration.choose_threshold(curve, max_f1_cost / 100, any_model)
+    except calibration.CalibrationError as exc:  # e.g. squad-v1.1: the curve alone still informs
+        err.print(f"no threshold chosen: {exc}")
+        chosen = None
     out = out or report.with_name(report.stem + "-refusal-curve.png")
     config = data["run"]["config"]
     title = f"{Path(data['run']['questions_file']).parent.name}: {config['prompt_mode']}, {config.get('strategy', 'direct')}"

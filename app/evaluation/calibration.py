@@ -100,7 +100,7 @@ def choose_threshold(curve: list[dict], max_f1_cost: float = 0.05, any_model: bo
     return min(allowed, key=lambda c: (c["confabulation_rate"], -c["f1"], c["threshold"]))
 
 
-def markdown(curve: list[dict], chosen: dict) -> str:
+def markdown(curve: list[dict], chosen: dict | None) -> str:
     def pct(v):
         return "–" if v is None else f"{100 * v:.1f}"
 
@@ -121,7 +121,7 @@ def markdown(curve: list[dict], chosen: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(curve: list[dict], chosen: dict, path: Path, title: str = "") -> None:
+def plot(curve: list[dict], chosen: dict | None, path: Path, title: str = "") -> None:
     """Threshold against confabulation (unanswerable) and F1 (answerable)."""
     import matplotlib
 
@@ -131,10 +131,12 @@ def plot(curve: list[dict], chosen: dict, path: Path, title: str = "") -> None:
     points = [c for c in curve if c["threshold"] > OFF]
     xs = [c["threshold"] for c in points]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(xs, [100 * c["confabulation_rate"] for c in points], marker=".", label="confabulation")
+    if points and points[0]["confabulation_rate"] is not None:  # unanswerable questions present
+        ax.plot(xs, [100 * c["confabulation_rate"] for c in points], marker=".", label="confabulation")
     ax.plot(xs, [100 * c["f1"] for c in points], marker=".", label="F1 (answerable)")
     ax.plot(xs, [100 * c["false_refusal_rate"] for c in points], ls="--", label="false refusal")
-    ax.axvline(chosen["threshold"], color="grey", ls=":", label=f"chosen {chosen['threshold']:.3f}")
+    if chosen is not None:
+        ax.axvline(chosen["threshold"], color="grey", ls=":", label=f"chosen {chosen['threshold']:.3f}")
     ax.set(xlabel="RAGQA_REFUSAL_MIN_SCORE (best retrieved cosine)", ylabel="%", ylim=(0, 101))
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)

@@ -172,7 +172,8 @@ def test_refusal_curve_replays_the_report(report, tmp_path):
     # squad-v1.1 is all answerable: a stricter threshold can only refuse more of them
     refused = [c["false_refusal_rate"] for c in curve]
     assert refused == sorted(refused) and refused[-1] > refused[0]
-    assert result["chosen"]["f1"] >= curve[0]["f1"] - 0.05
+    # without unanswerable questions there is no confabulation to trade F1 against
+    assert result["chosen"] is None and "no threshold chosen" in done.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
