@@ -225,12 +225,16 @@ _ANSWER_LEAD_IN = re.compile(
 
 
 def extract_answer(text: str) -> str:
-    """The answer proper from a reply: its first non-empty line without an "answer is" lead-in."""
+    """The answer proper from a reply: its first non-empty line without an "answer is" lead-in
+    (the next line when the lead-in stands alone), or the refusal sentence if it refuses."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    answer = _ANSWER_LEAD_IN.sub("", lines[0], count=1).strip()
-    return answer.strip("\"'") or lines[0]
+    for line in lines:
+        if is_refusal(line):  # "The answer is not in the documents." stays whole
+            return REFUSAL
+        answer = _ANSWER_LEAD_IN.sub("", line, count=1).strip().strip("\"'")
+        if answer:
+            return answer
+    return lines[0] if lines else ""
 
 
 def clean_step_back_question(text: str) -> str:
