@@ -56,7 +56,9 @@ def free_loopback_port() -> int:
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    # SIGKILL, not SIGTERM: with a generation in flight, uvicorn's graceful shutdown waits for
+    # it forever once the parent that asked is gone (seen with `ragqa eval` killed mid-answer).
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class EmbeddedLLMServer:

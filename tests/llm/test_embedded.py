@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import httpx
@@ -29,6 +30,25 @@ def test_no_llm_process_remains_after_the_server_stops(sample_index, tmp_path, s
 
     stop_server(server, sig)
     assert wait_gone(children) == [], f"orphaned LLM process after {sig.name}"
+
+
+def test_no_llm_process_remains_when_the_server_is_killed_mid_answer(sample_index, tmp_path):
+    server = start_server(sample_index, tmp_path / "serve.log")
+    children = server.llm_children()
+
+    def ask() -> None:
+        try:
+            body = {"question": "Does ragqa need a GPU?", "collection": "default", "max_tokens": 256}
+            httpx.post(f"{server.url}/v1/ask", json=body, timeout=120)
+        except httpx.HTTPError:
+            pass  # the server dies under it
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    time.sleep(2)  # retrieval is done; the LLM is reading the ~1,000-token prompt
+    stop_server(server, signal.SIGKILL)
+    # a graceful shutdown would wait for the generation nobody is waiting for any more
+    assert wait_gone(children) == [], "orphaned LLM process after SIGKILL mid-answer"
 
 
 def test_an_answer_comes_from_the_embedded_model(sample_index, tmp_path):
