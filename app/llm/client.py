@@ -111,15 +111,8 @@ class LLMClient:
     ) -> Completion:
         """One chat completion; ``model`` may name a LoRA adapter served beside the base model."""
         with self._mapped_errors():
-            # max_tokens, not max_completion_tokens: llama.cpp's server ignores the latter,
-            # and generation then runs until the context is full.
             response = await self._openai.chat.completions.create(
-                model=model or self.model,
-                messages=messages,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                stop=stop or None,
-                **_optional_sampling(top_p, seed),
+                **self._request(messages, temperature, max_tokens, stop, model, top_p, seed)
             )
         if not response.choices:
             raise LLMError(f"the LLM at {self.base_url} returned no choices")
@@ -148,15 +141,10 @@ class LLMClient:
         which makes llama.cpp's server and vLLM stop generating."""
         with self._mapped_errors():
             stream = await self._openai.chat.completions.create(
-                model=model or self.model,
-                messages=messages,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                stop=stop or None,
+                **self._request(messages, temperature, max_tokens, stop, model, top_p, seed),
                 stream=True,
                 # vLLM reports usage in a last chunk; llama.cpp's server ignores the option.
                 stream_options={"include_usage": True},
-                **_optional_sampling(top_p, seed),
             )
             async with stream:
                 async for chunk in stream:
@@ -172,6 +160,30 @@ class LLMClient:
                             usage.prompt_tokens if usage else None,
                             usage.completion_tokens if usage else None,
                         )
+
+    def _request(
+        self,
+        messages: list[dict[str, str]],
+        temperature: float,
+        max_tokens: int,
+        stop: list[str] | None,
+        model: str | None,
+        top_p: float | None,
+        seed: int | None,
+    ) -> dict:
+        """The request fields chat and chat_stream send alike."""
+        return {
+            "model": model or self.model,
+            "messages": messages,
+            "temperature": temperature,
+            # max_tokens, not max_completion_tokens: llama.cpp's server ignores the latter,
+            # and generation then runs until the context is full.
+            "max_tokens": max_tokens,
+            "stop": stop or None,
+            # Omitted when unset, so each backend keeps its own default.
+            "top_p": openai.omit if top_p is None else top_p,
+            "seed": openai.omit if seed is None else seed,
+        }
 
     @contextlib.contextmanager
     def _mapped_errors(self) -> Iterator[None]:
@@ -268,11 +280,3 @@ _TOKENIZE_BODIES = {
     # vLLM's OpenAI-compatible server
     "/tokenize": lambda model, text: {"model": model, "prompt": text, "add_special_tokens": False},
 }
-
-
-def _optional_sampling(top_p: float | None, seed: int | None) -> dict:
-    """Omitted when unset, so each backend keeps its own default."""
-    return {
-        "top_p": openai.omit if top_p is None else top_p,
-        "seed": openai.omit if seed is None else seed,
-    }
