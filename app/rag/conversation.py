@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
-from app.llm.client import LLMClient
+from app.llm.protocol import ChatLLM
 from app.rag.prompts import to_openai_messages
 
 CONDENSE_SYSTEM = (
@@ -48,7 +48,7 @@ def clean_rewrite(text: str) -> str:
     return _PREFIX.sub("", line).strip().strip('"').strip()
 
 
-async def condense_question(llm: LLMClient, turns: list[tuple[str, str]], question: str) -> Condensed:
+async def condense_question(llm: ChatLLM, turns: list[tuple[str, str]], question: str) -> Condensed:
     """The question as it stands alone; the question unchanged when there is no history."""
     history = history_messages(turns)
     if not history:

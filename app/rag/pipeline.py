@@ -13,7 +13,8 @@ from enum import StrEnum
 
 from starlette.concurrency import run_in_threadpool
 
-from app.llm.client import Completion, LLMClient, UnknownAdapter
+from app.llm.client import Completion, UnknownAdapter
+from app.llm.protocol import ChatLLM
 from app.rag.grounding import SUPPORTED_OVERLAP, token_overlap
 from app.rag.packing import ContextPacker, PackedPrompt
 from app.rag.prompts import (
@@ -162,7 +163,7 @@ class AskPipeline:
         self,
         retriever: Retriever,
         packer: ContextPacker,
-        llm: LLMClient,
+        llm: ChatLLM,
         min_relevance: float,
         selector: ExemplarSelector | None = None,
         refusal_min_score: float = -1.0,
