@@ -8,11 +8,41 @@ condensing of chat history and the health and adapter routes use nothing else.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, runtime_checkable
 
 from app.llm.client import Adapter, Completion, StreamDelta
 
 Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """The sampling settings of one generation, from the request to the client's keywords.
+
+    ``top_p`` and ``seed`` None leave the backend's defaults; ``stop`` None sends no stop
+    sequence (the pipeline puts its own default in before it calls the LLM).
+    """
+
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+
+    def but(self, **changes: Any) -> Sampling:
+        """A copy with some settings changed."""
+        return replace(self, **changes)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``ChatLLM.chat`` and ``chat_stream``."""
+        return {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "stop": self.stop,
+        }
 
 
 @runtime_checkable
