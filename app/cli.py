@@ -34,20 +34,14 @@ def ingest(
     outliers: Annotated[bool, typer.Option(help="also report chunks far from every other chunk")] = False,
 ) -> None:
     """Sync a folder into a collection: add, update and delete only what changed."""
-    from app.core.embeddings import LazyEmbeddingModel
     from app.core.store import IndexStore, StoreError
-    from ingest.run import IngestError, IngestJob, IngestProgress
-    from ingest.splitting import TextSplitter
+    from app.wiring import build_embedder, build_ingest_job
+    from ingest.run import IngestError, IngestProgress
 
     settings = _settings(index_dir)
     # Loaded when the first chunk needs embedding: re-ingesting an unchanged folder takes a second.
-    embedder = LazyEmbeddingModel(settings.embedding_model, settings.embedding_batch_size)
-    job = IngestJob(
-        IndexStore(settings.index_dir),
-        embedder,
-        TextSplitter(settings.chunk_size, settings.chunk_overlap),
-        max_file_bytes=settings.ingest_max_file_bytes,
-    )
+    embedder = build_embedder(settings, lazy=True)
+    job = build_ingest_job(settings, IndexStore(settings.index_dir), embedder)
     progress = Progress(
         TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err,
@@ -98,7 +92,8 @@ def serve(
     import uvicorn
 
     from app.api.main import create_app
-    from app.llm.embedded import EmbeddedLLMError, llm_for
+    from app.llm.embedded import EmbeddedLLMError
+    from app.wiring import running_llm
 
     from app.api.logs import configure_logging
 
@@ -110,7 +105,7 @@ def serve(
     try:
         if embedded:
             err.print("starting the embedded LLM server")
-        with llm_for(settings) as ready:  # the same embedded server `ragqa eval` starts
+        with running_llm(settings) as ready:  # the same embedded server `ragqa eval` starts
             if embedded:
                 err.print(f"embedded LLM ready at {ready.llm_base_url}")
             # log_config=None: uvicorn keeps the JSON logging configured above.
@@ -198,19 +193,12 @@ def eval_(
     task = progress.add_task("eval", total=None)
 
     async def run_in_process(evaluation: EvalRun) -> dict:
-        from contextlib import nullcontext
-
-        from app.api.services import Services
         from app.evaluation.runner import InProcessBackend
-        from app.llm.embedded import llm_for
+        from app.wiring import build_services, running_llm
 
-        if retrieval_only:  # Services wants an LLM URL, but nothing will call it
-            unused = settings.llm_base_url or "http://127.0.0.1:9/v1"
-            llm = nullcontext(settings.model_copy(update={"llm_base_url": unused}))
-        else:
-            llm = llm_for(settings)
-        with llm as ready:
-            services = Services.build(ready)
+        # The embedded LLM as `ragqa serve` starts it; none when nothing will call it.
+        with running_llm(settings, needed=not retrieval_only) as ready:
+            services = build_services(ready)
             try:
                 return await evaluation.run(InProcessBackend(services))
             finally:
@@ -386,11 +374,11 @@ def embedding_map(
         raise typer.Exit(2) from exc
     highlighted = None
     if question:
-        from app.core.embeddings import load_embedding_model
-        from app.rag.retrieval import Retriever
+        from app.wiring import build_embedder, build_retriever
 
-        embedder = load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
-        hits = Retriever(CollectionCache(store), embedder).run(question, collection, top_k)
+        # Retrieved as /v1/collections/{name}/map.png retrieves: the service's retrieval settings.
+        retriever = build_retriever(settings, CollectionCache(store), build_embedder(settings))
+        hits = retriever.run(question, collection, top_k)
         highlighted = [p.id for p in hits]
     with err.status("projecting the embeddings with t-SNE"):
         projection = project(index, max_points or settings.map_max_points)
