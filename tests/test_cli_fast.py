@@ -72,3 +72,30 @@ def test_collections_list(env):
     listed = CliRunner().invoke(cli, ["collections", "list", "--json"])
     assert listed.exit_code == 0
     assert json.loads(listed.stdout)["collections"][0]["documents"] == 5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--strategy", "ponder"], "'ponder' is not one of"),
+        (["--prompt-mode", "ten_shot"], "'ten_shot' is not one of"),
+        (["--refusal-min-score", "2"], "Invalid value for '--refusal-min-score'"),
+        (["--refusal-min-score", "0.3", "--url", "http://127.0.0.1:9"], "in-process"),
+    ],
+)
+def test_bad_eval_options_exit_2(tmp_path, args, message):
+    from app.cli import cli
+
+    result = CliRunner().invoke(cli, ["eval", str(tmp_path / "q.jsonl"), "--collection", "c", *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_console_script_entry_point():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["ragqa"] == "app.cli:main"
+    from app.cli import main
+
+    assert callable(main)
