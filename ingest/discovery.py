@@ -27,9 +27,16 @@ def discover(folder: Path) -> tuple[list[tuple[str, Path]], list[dict[str, str]]
                 passed_over.append({"path": rel + "/", "reason": "hidden folder"})
             elif path.is_symlink():
                 inside = path.resolve().is_relative_to(root)
-                passed_over.append({"path": rel + "/", "reason": (
-                    "symlinked folder inside the ingested folder (ingested at its own path)" if inside
-                    else "symlink pointing outside the ingested folder")})  # fmt: skip
+                passed_over.append(
+                    {
+                        "path": rel + "/",
+                        "reason": (
+                            "symlinked folder inside the ingested folder (ingested at its own path)"
+                            if inside
+                            else "symlink pointing outside the ingested folder"
+                        ),
+                    }
+                )
         for name in sorted(filenames):
             path = here / name
             rel = path.relative_to(root).as_posix()
@@ -38,7 +45,9 @@ def discover(folder: Path) -> tuple[list[tuple[str, Path]], list[dict[str, str]]
                 continue
             if path.is_symlink():
                 if not path.resolve().is_relative_to(root):
-                    passed_over.append({"path": rel, "reason": "symlink pointing outside the ingested folder"})
+                    passed_over.append(
+                        {"path": rel, "reason": "symlink pointing outside the ingested folder"}
+                    )
                     continue
                 if not path.exists():
                     passed_over.append({"path": rel, "reason": "broken symlink"})

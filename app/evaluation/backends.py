@@ -80,15 +80,11 @@ class InProcessBackend:
         store = self.services.store
         manifest = store.read_manifest(collection)
         # warnings=False: the LLM URL of a started embedded server is set as a plain str.
-        settings = self.services.settings.model_dump(
-            mode="json", exclude={"llm_api_key"}, warnings=False
-        )
+        settings = self.services.settings.model_dump(mode="json", exclude={"llm_api_key"}, warnings=False)
         return {
             "backend": "in-process",
             "collection_version": manifest.version,
-            "index_manifest_sha256": hashlib.sha256(
-                manifest.model_dump_json().encode("utf-8")
-            ).hexdigest(),
+            "index_manifest_sha256": hashlib.sha256(manifest.model_dump_json().encode("utf-8")).hexdigest(),
             "embedding_model": manifest.embedding.model,
             "chunks": manifest.chunk_count,
             "documents": len(manifest.documents),

@@ -23,9 +23,7 @@ def score_retrieval(q: EvalQuestion, passages: list[dict]) -> dict:
         "first_relevant_rank": metrics.first_relevant_rank(docs, relevant, RETRIEVAL_DEPTH),
         "mrr": metrics.reciprocal_rank(docs, relevant, RETRIEVAL_DEPTH),
         "passage_hit_at_5": (
-            metrics.passage_hit(
-                [(p["doc"], p["text"]) for p in passages[:PASSAGE_HIT_K]], q.doc, q.answers
-            )
+            metrics.passage_hit([(p["doc"], p["text"]) for p in passages[:PASSAGE_HIT_K]], q.doc, q.answers)
             if q.answerable and q.doc
             else None
         ),
@@ -50,9 +48,7 @@ def score_answer(q: EvalQuestion, reply: dict) -> dict:
         "em": metrics.max_over_golds(metrics.exact_match, prediction, golds),
         "f1": metrics.max_over_golds(metrics.token_f1, prediction, golds),
         "contains_gold": q.answerable and not refused and metrics.contains_gold(answer, q.answers),
-        "sources": [
-            {k: s[k] for k in ("id", "doc", "score", "rank")} for s in reply.get("sources", [])
-        ],
+        "sources": [{k: s[k] for k in ("id", "doc", "score", "rank")} for s in reply.get("sources", [])],
         "model": reply.get("model"),
         "prompt_tokens": reply["usage"]["prompt_tokens"],
         "completion_tokens": reply["usage"]["completion_tokens"],
