@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.api.metrics import observe_llm_error
@@ -41,7 +43,68 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
 ]
 
 
+# The longest input value a 422 echoes back; longer ones are cut.
+_MAX_ECHO_CHARS = 200
+
+
+def _safe_value(value, depth: int = 0):
+    """A JSON-safe copy of ``value`` for an error body: NaN and infinities as strings, lone
+    surrogates replaced, long strings and deep or large containers cut short."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)  # 'nan', 'inf', '-inf'
+    if isinstance(value, str):
+        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text if len(text) <= _MAX_ECHO_CHARS else text[:_MAX_ECHO_CHARS] + "..."
+    if value is None or isinstance(value, (bool, int)):
+        return value if not isinstance(value, int) or abs(value) < 1 << 63 else str(value)
+    if depth >= 3:
+        return "..."
+    if isinstance(value, dict):
+        return {str(_safe_value(k, depth + 1)): _safe_value(v, depth + 1) for k, v in list(value.items())[:20]}
+    if isinstance(value, (list, tuple)):
+        return [_safe_value(v, depth + 1) for v in list(value)[:20]]
+    return _safe_value(str(value), depth + 1)
+
+
+def safe_validation_errors(errors) -> list[dict]:
+    """FastAPI's validation errors in a form that always serialises (failures 1 and 2)."""
+    safe = []
+    for error in errors:
+        item = {
+            "type": _safe_value(str(error.get("type", "value_error"))),
+            "loc": [p if isinstance(p, int) else _safe_value(str(p)) for p in error.get("loc", ())],
+            "msg": _safe_value(str(error.get("msg", "invalid value"))),
+        }
+        if "input" in error:
+            item["input"] = _safe_value(error["input"])
+        ctx = error.get("ctx")
+        if isinstance(ctx, dict):
+            item["ctx"] = {str(k): _safe_value(v if isinstance(v, (int, float, str)) else str(v)) for k, v in ctx.items()}
+        safe.append(item)
+    return safe
+
+
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with FastAPI's usual ``detail`` list, made safe to serialise: the default handler
+    echoes the input back and fails (a 500) on NaN, infinities and lone surrogates."""
+    try:
+        detail = safe_validation_errors(exc.errors())
+    except Exception:  # never let the error path itself fail
+        log.exception("could not describe a validation error")
+        detail = [{"type": "value_error", "loc": ["body"], "msg": "invalid request"}]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def unencodable_text_handler(request: Request, exc: UnicodeError) -> JSONResponse:
+    """A safety net for text that reached a reply without being valid Unicode (a lone surrogate
+    the request validation did not catch): the client's input, so a 422, not a 500."""
+    log.warning("%s %s: unencodable text: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "the request holds invalid Unicode (a lone surrogate)"}, status_code=422)
+
+
 def register_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(UnicodeEncodeError, unencodable_text_handler)
     for error_type, status in STATUS_BY_ERROR:
 
         async def handler(request: Request, exc: Exception, status: int = status) -> JSONResponse:

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.core.store import COLLECTION_NAME_PATTERN
 from app.rag.pipeline import AnswerMode
 from app.rag.prompts import PromptMode, Strategy, exemplar_bank
 from app.rag.retrieval import RetrievalMode
 
+
+
+def no_lone_surrogates(value: str) -> str:
+    """JSON may escape a lone surrogate (\\ud800); it is not Unicode text and cannot be encoded
+    as UTF-8 again, so it is refused here (a 422) instead of failing later (a 500)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"invalid Unicode: a lone surrogate at position {exc.start}") from None
+    return value
+
+
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 Question = Annotated[
     str,
+    AfterValidator(no_lone_surrogates),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
     Field(description="1-4,000 characters after stripping", examples=["What is ragqa?"]),
 ]
