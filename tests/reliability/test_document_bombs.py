@@ -56,7 +56,9 @@ def load_in_child(path: Path) -> tuple[str, int]:
         except BaseException as exc:
             outcome = "crashed: " + type(exc).__name__
         print(outcome)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        # VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec.
+        hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+        print(int(hwm.split()[1]) // 1024)
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
