@@ -146,12 +146,14 @@ class LLMClient:
                 # vLLM reports usage in a last chunk; llama.cpp's server ignores the option.
                 stream_options={"include_usage": True},
             )
+            finished = False
             async with stream:
                 async for chunk in stream:
                     usage = chunk.usage
                     choice = chunk.choices[0] if chunk.choices else None
                     text = (choice.delta.content or "") if choice else ""
                     finish = choice.finish_reason if choice else None
+                    finished = finished or bool(finish)
                     if text or finish or usage:
                         yield StreamDelta(
                             text,
@@ -160,6 +162,10 @@ class LLMClient:
                             usage.prompt_tokens if usage else None,
                             usage.completion_tokens if usage else None,
                         )
+            if not finished:
+                # Every complete stream names why it ended (stop, length); one that just stops
+                # was cut short (the server interrupted or died): never pass it off as an answer.
+                raise LLMError(f"the LLM at {self.base_url} ended the stream without a finish reason")
 
     def _request(
         self,

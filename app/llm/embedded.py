@@ -92,6 +92,9 @@ class EmbeddedLLMServer:
             "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(os.cpu_count() or 1),
+            # The server's default (True) cuts a running stream short whenever another request
+            # arrives, and the stream then ends without a finish reason: requests queue instead.
+            "--interrupt_requests", "False",
         ]  # fmt: skip
 
     def start(self) -> str:

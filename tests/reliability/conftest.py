@@ -80,3 +80,44 @@ def make_client(tmp_path, monkeypatch):
 @pytest.fixture
 def client(make_client) -> TestClient:
     return make_client()
+
+
+def sse(*chunks: dict) -> bytes:
+    import json
+
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def chunk(text: str = "", finish: str | None = None) -> dict:
+    return {
+        "id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "fake-llm",
+        "choices": [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}],
+    }  # fmt: skip
+
+
+def completion(text: str, finish: str = "stop") -> dict:
+    return {
+        "id": "c1", "object": "chat.completion", "created": 0, "model": "fake-llm",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+    }  # fmt: skip
+
+
+def install_fake_llm(llm, handler) -> None:
+    """Route an LLMClient's HTTP through ``handler(request) -> httpx.Response`` (no server)."""
+    import httpx
+    from openai import AsyncOpenAI
+
+    def routed(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "fake-llm"}]})
+        if "tokenize" in request.url.path:
+            return httpx.Response(404)
+        return handler(request)
+
+    transport = httpx.MockTransport(routed)
+    llm._openai = AsyncOpenAI(
+        base_url=llm.base_url, api_key="EMPTY", max_retries=0,
+        http_client=httpx.AsyncClient(transport=transport),
+    )  # fmt: skip
+    llm._http = httpx.AsyncClient(transport=transport)
