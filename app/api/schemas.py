@@ -189,6 +189,17 @@ class AdaptersResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+    detail: str | None = Field(None, description="why not ok: the embedded LLM cannot be restarted")
+
+
+class LLMProcess(BaseModel):
+    """The embedded LLM child as its supervisor sees it (absent with RAGQA_LLM_BASE_URL)."""
+
+    state: str = Field(description="running, restarting, failed or stopped")
+    pid: int | None = None
+    restarts: int = 0
+    failed_restarts: int = 0
+    last_exit: dict | None = Field(None, description="returncode, pid and time (epoch s) of the last death")
 
 
 class Readiness(BaseModel):
@@ -197,6 +208,7 @@ class Readiness(BaseModel):
     llm_base_url: str
     collections: list[str]
     problems: list[str] = []
+    llm_process: LLMProcess | None = None
 
 
 class DocumentInfo(BaseModel):
