@@ -3,6 +3,7 @@ deterministic fake embedding model (no model download, no torch) and no LLM list
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,15 @@ def dead_llm_url() -> str:
     return f"http://127.0.0.1:{free_loopback_port()}/v1"  # nothing listens there
 
 
+@pytest.fixture(scope="session")
+def fake_sample_index(tmp_path_factory) -> Path:
+    index_dir = tmp_path_factory.mktemp("fake-indexes")
+    ingest_samples(index_dir)
+    return index_dir
+
+
 @pytest.fixture
-def make_client(tmp_path, monkeypatch):
+def make_client(tmp_path, monkeypatch, fake_sample_index):
     """Builds a TestClient over a fresh index folder holding the samples as `default`."""
     import app.api.services as services_module
     from app.api.main import create_app
@@ -54,8 +62,7 @@ def make_client(tmp_path, monkeypatch):
 
     monkeypatch.setattr(services_module, "load_embedding_model", lambda *a, **k: fake_embedder())
     index_dir = tmp_path / "indexes"
-    index_dir.mkdir()
-    ingest_samples(index_dir)
+    shutil.copytree(fake_sample_index, index_dir)
     clients = []
 
     def make(**overrides) -> TestClient:
