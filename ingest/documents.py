@@ -18,6 +18,8 @@ from ingest.run import IngestJob, IngestSummary
 
 _COPY_BLOCK = 1 << 20
 MAX_NAME_CHARS = 255
+# How long an API write waits for a collection another writer holds, before its 409.
+WRITER_LOCK_WAIT_S = 2.0
 
 
 class UploadRejected(ValueError):
@@ -77,7 +79,8 @@ class DocumentService:
                 path = Path(tmp) / doc
                 self._copy_capped(stream, path, original or doc)
                 paths.append((doc, path))
-            summary = self.job.add_files(collection, paths)
+            with self.store.lock_wait(WRITER_LOCK_WAIT_S):
+                summary = self.job.add_files(collection, paths)
         if summary.skipped and not (summary.added or summary.updated or summary.unchanged):
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in summary.skipped)
             raise UploadRejected(f"no uploaded file could be ingested: {reasons}")
@@ -96,10 +99,12 @@ class DocumentService:
                 out.write(block)
 
     def delete_document(self, collection: str, doc: str) -> IngestSummary:
-        return self.job.remove_documents(collection, [doc])
+        with self.store.lock_wait(WRITER_LOCK_WAIT_S):
+            return self.job.remove_documents(collection, [doc])
 
     def delete_collection(self, collection: str) -> None:
-        self.store.delete(collection)
+        with self.store.lock_wait(WRITER_LOCK_WAIT_S):
+            self.store.delete(collection)
 
     def manifest(self, collection: str) -> Manifest:
         return self.store.read_manifest(collection)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from app.api.metrics import observe_llm_error
 from app.core.lexical import LexicalIndexMissing
 from app.core.store import (
+    CollectionBusy,
     CollectionNotFound,
     CorruptCollection,
     DocumentNotFound,
@@ -31,6 +32,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
     (UploadTooLarge, 413),
     (UploadRejected, 422),
     (IngestError, 409),
+    (CollectionBusy, 409),
     (InvalidCollectionName, 422),
     (PromptTooLong, 422),
     (UnknownAdapter, 422),
@@ -111,6 +113,8 @@ def register_exception_handlers(app: FastAPI) -> None:
             observe_llm_error(exc)
             if status >= 500:
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
-            return JSONResponse({"detail": str(exc)}, status_code=status)
+            retry_after = getattr(exc, "retry_after_s", None)
+            headers = {"Retry-After": str(retry_after)} if retry_after else None
+            return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
         app.add_exception_handler(error_type, handler)
