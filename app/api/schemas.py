@@ -168,6 +168,8 @@ class CollectionInfo(BaseModel):
     embedding_model: str
     version: str
     created_at: str
+    status: str = Field("ok", description="ok, or broken: its manifest cannot be read (see problem)")
+    problem: str | None = None
 
 
 class CollectionsResponse(BaseModel):

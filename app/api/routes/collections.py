@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
@@ -18,7 +19,16 @@ from app.api.schemas import (
     UploadResponse,
     WriteSummary,
 )
-from app.core.store import COLLECTION_NAME_PATTERN
+from app.core.store import COLLECTION_NAME_PATTERN, StoreError
+
+log = logging.getLogger(__name__)
+
+
+def broken_collection(name: str) -> CollectionInfo:
+    return CollectionInfo(
+        name=name, documents=0, chunks=0, embedding_model="", version="", created_at="",
+        status="broken", problem="its manifest cannot be read: re-ingest it or delete it",
+    )  # fmt: skip
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 
@@ -40,7 +50,13 @@ async def list_collections(services: ServicesDep) -> CollectionsResponse:
     def describe() -> list[CollectionInfo]:
         infos = []
         for name in services.store.list_collections():
-            manifest = services.store.read_manifest(name)
+            try:
+                manifest = services.store.read_manifest(name)
+            except (StoreError, OSError) as exc:
+                # One broken collection must not hide the healthy ones (nor break the page).
+                log.error("collection %r cannot be listed: %s", name, exc)
+                infos.append(broken_collection(name))
+                continue
             infos.append(
                 CollectionInfo(
                     name=name,
