@@ -299,19 +299,36 @@ class IndexStore:
 
     @contextlib.contextmanager
     def writer_lock(self, name: str) -> Iterator[None]:
-        """Exclusive per-collection lock for the whole read-modify-write of an ingest."""
+        """Exclusive per-collection lock for the whole read-modify-write of an ingest.
+
+        A writer that finds no collection folder creates one for its lock; if it then writes
+        nothing (the request failed), it removes the folder again before unlocking: a failed
+        request leaves nothing behind. A writer that was waiting on that removed lock notices
+        (the lock file is no longer the one at the path) and locks afresh.
+        """
         cdir = self.collection_dir(name)
-        cdir.mkdir(parents=True, exist_ok=True)
-        with open(cdir / LOCK_FILE, "a+") as lock:
-            wait_s = getattr(_lock_wait, "seconds", None)
-            if wait_s is None:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            else:
-                _flock_within(lock, name, wait_s)
+        while True:
+            created = not cdir.exists()
+            cdir.mkdir(parents=True, exist_ok=True)
+            lock = open(cdir / LOCK_FILE, "a+")
             try:
-                yield
+                wait_s = getattr(_lock_wait, "seconds", None)
+                if wait_s is None:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                else:
+                    _flock_within(lock, name, wait_s)
+                if not _same_file(lock, cdir / LOCK_FILE):
+                    lock.close()  # its folder was removed while we waited: lock the new one
+                    continue
+                try:
+                    yield
+                finally:
+                    if created and not (cdir / CURRENT_FILE).exists():
+                        shutil.rmtree(cdir, ignore_errors=True)
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+                return
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                lock.close()
 
     def write(self, collection: CollectionIndex) -> str:
         """Write ``collection`` as a new version and make it live; returns the version name."""
@@ -374,6 +391,14 @@ class IndexStore:
             doomed = self.root / f".deleted-{name}-{uuid.uuid4().hex[:6]}"
             os.rename(cdir, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _same_file(handle, path: Path) -> bool:
+    try:
+        a, b = os.fstat(handle.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _flock_within(lock, name: str, wait_s: float) -> None:
