@@ -18,7 +18,7 @@ from app.core.store import (
     DocumentNotFound,
     InvalidCollectionName,
 )
-from app.llm.client import LLMError, LLMTimeout, LLMUnavailable, UnknownAdapter
+from app.llm.client import ContextOverflow, LLMError, LLMTimeout, LLMUnavailable, UnknownAdapter
 from app.rag.packing import PromptTooLong
 from app.rag.retrieval import EmbeddingModelMismatch
 from ingest.documents import UploadRejected, UploadTooLarge
@@ -36,6 +36,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
     (InvalidCollectionName, 422),
     (PromptTooLong, 422),
     (UnknownAdapter, 422),
+    (ContextOverflow, 422),
     (EmbeddingModelMismatch, 409),
     (LexicalIndexMissing, 409),
     (LLMTimeout, 504),

@@ -30,6 +30,10 @@ class LLMTimeout(LLMError):
     """The LLM server did not answer in time."""
 
 
+class ContextOverflow(LLMError):
+    """The LLM refused the prompt as longer than its context window: the request's fault (422)."""
+
+
 class UnknownAdapter(LLMError):
     """A request named a LoRA adapter that the LLM server does not serve."""
 
@@ -201,6 +205,12 @@ class LLMClient:
         except openai.APIConnectionError as exc:
             raise LLMUnavailable(f"cannot reach the LLM at {self.base_url}: {exc}") from exc
         except openai.APIStatusError as exc:
+            if exc.status_code == 400 and "context" in str(exc.message).lower():
+                # llama.cpp: "exceeds maximum context length"; vLLM: "maximum context length is".
+                raise ContextOverflow(
+                    "the conversation and question are too long for the model's context window: "
+                    "shorten them"
+                ) from exc
             raise LLMError(
                 f"the LLM at {self.base_url} answered {exc.status_code}: {exc.message}"
             ) from exc
