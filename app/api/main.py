@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api.errors import register_exception_handlers
 from app.api.middleware import OpenAIErrorMiddleware, RequestContextMiddleware
 from app.api.routes import adapters, ask, collections, embedding_map, health, metrics, openai, web
-from app.api.security import ApiKeyAndRateLimitMiddleware, BodySizeLimitMiddleware
+from app.api.security import PART_OVERHEAD_BYTES, ApiKeyAndRateLimitMiddleware, BodySizeLimitMiddleware
 from app.api.services import Services
 from app.core.config import Settings, get_settings
 from app.viz.embedding_map import MapCache
@@ -56,6 +56,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.upload_request_max_bytes,
+        max_part_bytes=settings.upload_max_bytes + PART_OVERHEAD_BYTES,
     )
     app.add_middleware(
         ApiKeyAndRateLimitMiddleware, api_keys=settings.api_keys, rate_limit=settings.rate_limit
