@@ -119,3 +119,54 @@ def register_exception_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
         app.add_exception_handler(error_type, handler)
+
+
+ERROR_MESSAGE_SCHEMA = {
+    "title": "ErrorMessage",
+    "type": "object",
+    "properties": {"detail": {"type": "string", "title": "Detail"}},
+    "required": ["detail"],
+}
+# The domain errors every /v1 operation may answer with, besides its own.
+_DOCUMENTED_ERRORS = {
+    "401": "missing or invalid API key", "404": "no such collection or document",
+    "409": "the collection is being written, or its index does not fit the request",
+    "413": "request body or uploaded file too large", "429": "rate limit exceeded",
+    "502": "the LLM failed", "503": "the LLM cannot be reached", "504": "the LLM did not answer in time",
+}  # fmt: skip
+
+
+def document_errors(app: FastAPI, api_keys: bool) -> None:
+    """Make the OpenAPI document true about errors: a 422 is either FastAPI's list of
+    validation errors or a domain error's ``{"detail": "..."}`` string, and the domain
+    statuses are listed. With API keys set, the /v1 operations declare the bearer scheme,
+    so /docs can send a key."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {})["ErrorMessage"] = ERROR_MESSAGE_SCHEMA
+        if api_keys:
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        error_ref = {"$ref": "#/components/schemas/ErrorMessage"}
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                validation = responses.get("422", {}).get("content", {}).get("application/json", {})
+                if "schema" in validation:
+                    validation["schema"] = {"anyOf": [validation["schema"], error_ref]}
+                elif path.startswith("/v1/"):
+                    responses["422"] = {"description": "invalid request", "content": {"application/json": {"schema": error_ref}}}
+                if not path.startswith("/v1/"):
+                    continue
+                for status, description in _DOCUMENTED_ERRORS.items():
+                    responses.setdefault(status, {"description": description, "content": {"application/json": {"schema": error_ref}}})
+                if api_keys:
+                    operation["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi

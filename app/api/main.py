@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api.errors import register_exception_handlers
+from app.api.errors import document_errors, register_exception_handlers
 from app.api.middleware import OpenAIErrorMiddleware, RequestContextMiddleware
 from app.api.routes import adapters, ask, collections, embedding_map, health, metrics, openai, web
 from app.api.security import PART_OVERHEAD_BYTES, ApiKeyAndRateLimitMiddleware, BodySizeLimitMiddleware
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     register_exception_handlers(app)
+    document_errors(app, api_keys=bool(settings.api_keys))
     app.include_router(ask.router)
     app.include_router(adapters.router)
     app.include_router(collections.router)
