@@ -105,6 +105,19 @@ async def unencodable_text_handler(request: Request, exc: UnicodeError) -> JSONR
     return JSONResponse({"detail": "the request holds invalid Unicode (a lone surrogate)"}, status_code=422)
 
 
+def public_message(request: Request, message: str) -> str:
+    """An error message as clients see it: the full one goes to the log; the index folder's
+    absolute path and the internal LLM URL are not shown to callers."""
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        return message
+    index_dir = services.settings.index_dir
+    for path in {str(index_dir.resolve()), str(index_dir)}:
+        if path not in ("", "."):
+            message = message.replace(path, "<indexes>")
+    return message.replace(services.llm.base_url, "<llm>")
+
+
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(UnicodeEncodeError, unencodable_text_handler)
@@ -116,7 +129,7 @@ def register_exception_handlers(app: FastAPI) -> None:
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
             retry_after = getattr(exc, "retry_after_s", None)
             headers = {"Retry-After": str(retry_after)} if retry_after else None
-            return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+            return JSONResponse({"detail": public_message(request, str(exc))}, status_code=status, headers=headers)
 
         app.add_exception_handler(error_type, handler)
 

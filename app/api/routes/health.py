@@ -46,11 +46,14 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         )
     elif not llm_ok:
         problems.append(f"the LLM at {services.llm.base_url} is not reachable")
+    private = bool(services.settings.api_keys)  # /readyz is open: with keys set, name nothing
+    if private:
+        problems = [f"{len(problems)} problem(s): see the service's log"] if problems else []
     body = Readiness(
         status="ready" if not problems else "not ready",
         llm="reachable" if llm_ok else "unreachable",
-        llm_base_url=services.llm.base_url,
-        collections=names,
+        llm_base_url="" if private else services.llm.base_url,
+        collections=[] if private else names,
         problems=problems,
         llm_process=llm_process,
     )
