@@ -258,6 +258,10 @@ class LLMClient:
         body = {"model": self.model, "messages": messages, "add_generation_prompt": True}
         try:
             response = await self._http.post(f"{self.server_root}/tokenize", json=body)
+        except httpx.TimeoutException as exc:
+            # A server that does not answer this will not answer the completion either:
+            # one timeout, not one per passage counted.
+            raise LLMTimeout(f"the LLM at {self.base_url} did not answer in time") from exc
         except httpx.HTTPError:
             return None  # unreachable now: say nothing about support
         if response.status_code in (404, 405):
@@ -280,6 +284,8 @@ class LLMClient:
                 response = await self._http.post(
                     f"{self.server_root}{route}", json=_TOKENIZE_BODIES[route](self.model, text)
                 )
+            except httpx.TimeoutException as exc:
+                raise LLMTimeout(f"the LLM at {self.base_url} did not answer in time") from exc
             except httpx.HTTPError:
                 return None
             if response.status_code == 200:
