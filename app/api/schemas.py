@@ -26,9 +26,9 @@ def no_lone_surrogates(value: str) -> str:
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 Question = Annotated[
     str,
-    AfterValidator(no_lone_surrogates),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
     Field(description="1-4,000 characters after stripping", examples=["What is ragqa?"]),
+    AfterValidator(no_lone_surrogates),
 ]
 
 
