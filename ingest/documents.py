@@ -7,7 +7,9 @@ version swap as `ragqa ingest`.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,8 @@ from ingest.run import IngestJob, IngestSummary
 
 _COPY_BLOCK = 1 << 20
 MAX_NAME_CHARS = 255
-# How long an API write waits for a collection another writer holds, before its 409.
+# How long an API write waits for a collection's lock held by another process (a CLI ingest),
+# before its 409. Writes from this process queue behind each other without a bound.
 WRITER_LOCK_WAIT_S = 2.0
 
 
@@ -59,6 +62,17 @@ class DocumentService:
         self.store = job.store
         self.max_bytes = max_bytes
         self.max_files = max_files
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def _writing(self, collection: str):
+        """This process's writers to one collection take turns (concurrent uploads all land);
+        a lock held by another process is waited for at most WRITER_LOCK_WAIT_S."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(collection, threading.Lock())
+        with lock, self.store.lock_wait(WRITER_LOCK_WAIT_S):
+            yield
 
     def upload(
         self, collection: str, files: list[tuple[str | None, BinaryIO]]
@@ -79,7 +93,7 @@ class DocumentService:
                 path = Path(tmp) / doc
                 self._copy_capped(stream, path, original or doc)
                 paths.append((doc, path))
-            with self.store.lock_wait(WRITER_LOCK_WAIT_S):
+            with self._writing(collection):
                 summary = self.job.add_files(collection, paths)
         if summary.skipped and not (summary.added or summary.updated or summary.unchanged):
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in summary.skipped)
@@ -99,11 +113,11 @@ class DocumentService:
                 out.write(block)
 
     def delete_document(self, collection: str, doc: str) -> IngestSummary:
-        with self.store.lock_wait(WRITER_LOCK_WAIT_S):
+        with self._writing(collection):
             return self.job.remove_documents(collection, [doc])
 
     def delete_collection(self, collection: str) -> None:
-        with self.store.lock_wait(WRITER_LOCK_WAIT_S):
+        with self._writing(collection):
             self.store.delete(collection)
 
     def manifest(self, collection: str) -> Manifest:
