@@ -53,12 +53,16 @@ def discover(folder: Path) -> tuple[list[tuple[str, Path]], list[dict[str, str]]
                     passed_over.append({"path": rel, "reason": "broken symlink"})
                     continue
             try:
-                mode = path.stat().st_mode
+                st = path.stat()
             except OSError as exc:
                 passed_over.append({"path": rel, "reason": f"unreadable: {exc.strerror or exc}"})
                 continue
-            if not stat.S_ISREG(mode):  # FIFOs, sockets, devices: reading them could block forever
+            if not stat.S_ISREG(st.st_mode):  # FIFOs, sockets, devices: reading them could block forever
                 passed_over.append({"path": rel, "reason": "not a regular file"})
+                continue
+            if st.st_nlink > 1 and not path.is_symlink():
+                # A hard link may be a file from outside the folder, and no path says where.
+                passed_over.append({"path": rel, "reason": "hard link (may point outside the ingested folder)"})
                 continue
             files.append((rel, path))
     return files, passed_over

@@ -7,7 +7,9 @@ version swap as `ragqa ingest`.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,9 @@ from ingest.run import IngestJob, IngestSummary
 
 _COPY_BLOCK = 1 << 20
 MAX_NAME_CHARS = 255
+# How long an API write waits for a collection's lock held by another process (a CLI ingest),
+# before its 409. Writes from this process queue behind each other without a bound.
+WRITER_LOCK_WAIT_S = 2.0
 
 
 class UploadRejected(ValueError):
@@ -57,6 +62,17 @@ class DocumentService:
         self.store = job.store
         self.max_bytes = max_bytes
         self.max_files = max_files
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def _writing(self, collection: str):
+        """This process's writers to one collection take turns (concurrent uploads all land);
+        a lock held by another process is waited for at most WRITER_LOCK_WAIT_S."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(collection, threading.Lock())
+        with lock, self.store.lock_wait(WRITER_LOCK_WAIT_S):
+            yield
 
     def upload(
         self, collection: str, files: list[tuple[str | None, BinaryIO]]
@@ -77,7 +93,8 @@ class DocumentService:
                 path = Path(tmp) / doc
                 self._copy_capped(stream, path, original or doc)
                 paths.append((doc, path))
-            summary = self.job.add_files(collection, paths)
+            with self._writing(collection):
+                summary = self.job.add_files(collection, paths)
         if summary.skipped and not (summary.added or summary.updated or summary.unchanged):
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in summary.skipped)
             raise UploadRejected(f"no uploaded file could be ingested: {reasons}")
@@ -96,10 +113,12 @@ class DocumentService:
                 out.write(block)
 
     def delete_document(self, collection: str, doc: str) -> IngestSummary:
-        return self.job.remove_documents(collection, [doc])
+        with self._writing(collection):
+            return self.job.remove_documents(collection, [doc])
 
     def delete_collection(self, collection: str) -> None:
-        self.store.delete(collection)
+        with self._writing(collection):
+            self.store.delete(collection)
 
     def manifest(self, collection: str) -> Manifest:
         return self.store.read_manifest(collection)

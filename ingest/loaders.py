@@ -19,6 +19,14 @@ from pathlib import Path
 MAX_FILE_BYTES = 50 * 1024 * 1024
 # A .docx is a zip: refuse archives that inflate far beyond any real document (zip bombs).
 MAX_DOCX_UNPACKED_BYTES = 200 * 1024 * 1024
+# Markup elements a document may hold before it is refused: lxml and BeautifulSoup build a
+# Python object per element (about a hundred bytes each and more), so a small file of empty
+# elements (100 MB of <w:p/>) would cost gigabytes. A 1,000-page report holds well under this.
+MAX_MARKUP_ELEMENTS = 1_000_000
+# Read a docx part in blocks of this size when counting its elements: memory stays bounded.
+_COUNT_BLOCK = 1 << 20
+# PDFs with more pages than this are refused before their text is extracted.
+MAX_PDF_PAGES = 5000
 
 # pypdf warns on every slightly malformed object; the summary reports what matters.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -91,8 +99,14 @@ def load_html(data: bytes) -> LoadedText:
     from bs4 import BeautifulSoup
     from bs4.dammit import EncodingDetector
 
+    tags = data.count(b"<")
+    if tags > MAX_MARKUP_ELEMENTS:
+        raise SkipDocument(f"too many markup elements: {tags} tags (limit {MAX_MARKUP_ELEMENTS})")
     declared = EncodingDetector.find_declared_encoding(data, is_html=True, search_entire_document=False)
-    soup = BeautifulSoup(decode_text(data, declared), "html.parser")
+    try:
+        soup = BeautifulSoup(decode_text(data, declared), "html.parser")
+    except RecursionError as exc:  # absurdly deep nesting
+        raise SkipDocument("unreadable HTML: nested too deeply") from exc
     for element in soup.find_all(_HTML_NOISE):
         element.decompose()
     for element in soup.select('[role="navigation"], [role="banner"], [role="contentinfo"], [hidden]'):
@@ -118,6 +132,8 @@ def load_pdf(data: bytes) -> LoadedText:
                 raise SkipDocument(f"encrypted PDF that cannot be opened here: {exc}") from exc
             if not opened:
                 raise SkipDocument("encrypted PDF (password required)")
+        if len(reader.pages) > MAX_PDF_PAGES:
+            raise SkipDocument(f"too many pages: {len(reader.pages)} (limit {MAX_PDF_PAGES})")
         texts = [page.extract_text() or "" for page in reader.pages]
     except SkipDocument:
         raise
@@ -145,24 +161,45 @@ def load_docx(data: bytes) -> LoadedText:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
-        if unpacked > MAX_DOCX_UNPACKED_BYTES:
-            raise SkipDocument(f"too large unpacked: {unpacked} bytes (limit {MAX_DOCX_UNPACKED_BYTES})")
+            if unpacked > MAX_DOCX_UNPACKED_BYTES:
+                raise SkipDocument(f"too large unpacked: {unpacked} bytes (limit {MAX_DOCX_UNPACKED_BYTES})")
+            _check_docx_element_count(archive)
         document = Document(io.BytesIO(data))
+        # Inside the try: python-docx parses parts lazily, and lxml errors surface here too.
+        blocks: list[str] = []
+        for block in document.iter_inner_content():  # paragraphs and tables in body order
+            if isinstance(block, Table):
+                for row in block.rows:
+                    cells = [cell.text.strip() for cell in row.cells]
+                    blocks.append(" | ".join(dict.fromkeys(c for c in cells if c)))  # merged cells repeat
+            else:
+                blocks.append(block.text)
     except SkipDocument:
         raise
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise SkipDocument(f"unreadable .docx: {exc}") from exc
+    except MemoryError as exc:
+        raise SkipDocument("unreadable .docx: too large to parse") from exc
     except Exception as exc:  # python-docx and lxml raise many types on corrupt files
         raise SkipDocument(f"unreadable .docx: {exc.__class__.__name__}: {exc}") from exc
-    blocks: list[str] = []
-    for block in document.iter_inner_content():  # paragraphs and tables in body order
-        if isinstance(block, Table):
-            for row in block.rows:
-                cells = [cell.text.strip() for cell in row.cells]
-                blocks.append(" | ".join(dict.fromkeys(c for c in cells if c)))  # merged cells repeat
-        else:
-            blocks.append(block.text)
     return LoadedText("\n\n".join(b.strip() for b in blocks if b.strip()))
+
+
+def _check_docx_element_count(archive: zipfile.ZipFile) -> None:
+    """Refuse a docx whose XML parts hold more elements than MAX_MARKUP_ELEMENTS, counted
+    while inflating block by block, so neither the inflated part nor its tree is in memory."""
+    tags = 0
+    for info in archive.infolist():
+        if not info.filename.endswith(".xml"):
+            continue
+        with archive.open(info) as part:
+            while block := part.read(_COUNT_BLOCK):
+                # Every element has a start tag (and maybe an end tag): a bound, not a census.
+                tags += block.count(b"<")
+                if tags > MAX_MARKUP_ELEMENTS:
+                    raise SkipDocument(
+                        f"too many XML elements (over {MAX_MARKUP_ELEMENTS} tags): a decompression bomb?"
+                    )
 
 
 LOADERS: dict[str, Callable[[bytes], LoadedText]] = {

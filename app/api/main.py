@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api.errors import register_exception_handlers
+from app.api.errors import document_errors, register_exception_handlers
 from app.api.middleware import OpenAIErrorMiddleware, RequestContextMiddleware
 from app.api.routes import adapters, ask, collections, embedding_map, health, metrics, openai, web
-from app.api.security import ApiKeyAndRateLimitMiddleware, BodySizeLimitMiddleware
+from app.api.security import PART_OVERHEAD_BYTES, ApiKeyAndRateLimitMiddleware, BodySizeLimitMiddleware
 from app.api.services import Services
 from app.core.config import Settings, get_settings
 from app.viz.embedding_map import MapCache
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     register_exception_handlers(app)
+    document_errors(app, api_keys=bool(settings.api_keys))
     app.include_router(ask.router)
     app.include_router(adapters.router)
     app.include_router(collections.router)
@@ -59,6 +60,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.upload_request_max_bytes,
+        max_part_bytes=settings.upload_max_bytes + PART_OVERHEAD_BYTES,
     )
     app.add_middleware(
         ApiKeyAndRateLimitMiddleware, api_keys=settings.api_keys, rate_limit=settings.rate_limit

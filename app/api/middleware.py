@@ -19,6 +19,18 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's own id is kept if it is short and plain; anything else is replaced.
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 access_log = logging.getLogger("ragqa.access")
+# On every reply: no framing (clickjacking), no MIME sniffing, no referrer to other sites.
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+# The page loads only its own script and style; the map is a blob: image; /docs is not covered
+# (FastAPI's Swagger UI loads from a CDN and inline script), it gets the headers above only.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 class RequestContextMiddleware:
@@ -40,7 +52,12 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if headers.get("content-type", "").startswith("text/html"):
+                    headers.setdefault("Content-Security-Policy", PAGE_CSP)
             await send(message)
 
         try:
@@ -64,8 +81,13 @@ class RequestContextMiddleware:
 
 
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
-_ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error",
-                422: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
+_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                429: "rate_limit_error"}  # fmt: skip
+
+
+def openai_error_type(status: int) -> str:
+    """OpenAI's error type for a status: any other 4xx is the request's fault, not the server's."""
+    return _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
 
 
 class OpenAIErrorMiddleware:
@@ -106,7 +128,7 @@ class OpenAIErrorMiddleware:
                     f"{'.'.join(str(p) for p in e.get('loc', [])[1:])}: {e.get('msg')}" for e in detail or []
                 )
                 payload["error"] = {
-                    "message": text, "type": _ERROR_TYPES.get(status, "server_error"), "code": status,
+                    "message": text, "type": openai_error_type(status), "code": status,
                 }  # fmt: skip
                 body = json.dumps(payload, ensure_ascii=False).encode()
             except (ValueError, AttributeError, TypeError):

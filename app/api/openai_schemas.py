@@ -6,31 +6,32 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.api.schemas import Source
+from app.api.schemas import Source, no_lone_surrogates
 from app.core.config import Settings
 from app.rag.conversation import Condensed
 from app.rag.pipeline import AskQuery, AskResult, Sampling
 from app.rag.prompts import PromptMode
 
 MODEL_PREFIX = "ragqa/"
+Text = Annotated[str, AfterValidator(no_lone_surrogates)]
 
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: str
-    text: str | None = None
+    text: Text | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: Text | list[ContentPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -47,7 +48,7 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(description="ragqa/<collection>, as listed by GET /v1/models")
+    model: Text = Field(description="ragqa/<collection>, as listed by GET /v1/models")
     messages: list[ChatMessage] = Field(min_length=1, max_length=100)
     stream: bool = False
     stream_options: StreamOptions | None = None

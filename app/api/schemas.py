@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.core.config import Settings
 from app.core.store import COLLECTION_NAME_PATTERN
@@ -16,11 +16,24 @@ from app.rag.retrieval import Passage, RetrievalMode, RetrievalOptions
 # The longest question any route takes: /v1/ask, /v1/retrieve, the map, the chat's last message.
 MAX_QUESTION_CHARS = 4000
 
+
+
+def no_lone_surrogates(value: str) -> str:
+    """JSON may escape a lone surrogate (\\ud800); it is not Unicode text and cannot be encoded
+    as UTF-8 again, so it is refused here (a 422) instead of failing later (a 500)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"invalid Unicode: a lone surrogate at position {exc.start}") from None
+    return value
+
+
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 Question = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUESTION_CHARS),
     Field(description="1-4,000 characters after stripping", examples=["What is ragqa?"]),
+    AfterValidator(no_lone_surrogates),
 ]
 
 
@@ -215,6 +228,8 @@ class CollectionInfo(BaseModel):
     embedding_model: str
     version: str
     created_at: str
+    status: str = Field("ok", description="ok, or broken: its manifest cannot be read (see problem)")
+    problem: str | None = None
 
 
 class CollectionsResponse(BaseModel):
@@ -236,6 +251,17 @@ class AdaptersResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+    detail: str | None = Field(None, description="why not ok: the embedded LLM cannot be restarted")
+
+
+class LLMProcess(BaseModel):
+    """The embedded LLM child as its supervisor sees it (absent with RAGQA_LLM_BASE_URL)."""
+
+    state: str = Field(description="running, restarting, failed or stopped")
+    pid: int | None = None
+    restarts: int = 0
+    failed_restarts: int = 0
+    last_exit: dict | None = Field(None, description="returncode, pid and time (epoch s) of the last death")
 
 
 class Readiness(BaseModel):
@@ -244,6 +270,7 @@ class Readiness(BaseModel):
     llm_base_url: str
     collections: list[str]
     problems: list[str] = []
+    llm_process: LLMProcess | None = None
 
 
 class DocumentInfo(BaseModel):

@@ -74,13 +74,51 @@ class ApiKeyAndRateLimitMiddleware:
         await response(scope, receive, send)
 
 
-class BodySizeLimitMiddleware:
-    """413 for bodies over the cap: by Content-Length up front, or counted as they arrive."""
+# Part headers and boundaries a multipart file part may carry besides the file itself.
+PART_OVERHEAD_BYTES = 64 * 1024
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int):
+
+class _PartCounter:
+    """The size of the multipart part being received, from the boundaries in the raw stream:
+    a file over the per-file cap is refused as it arrives, before it fills the temp folder."""
+
+    def __init__(self, boundary: bytes):
+        self.delimiter = b"\r\n--" + boundary
+        self.tail = b""
+        self.part = 0  # bytes of the current part so far
+
+    def feed(self, body: bytes) -> int:
+        """Takes the next body bytes; returns the largest part size seen in them."""
+        buf = self.tail + body
+        base = max(0, self.part - len(self.tail))  # the current part's bytes before buf
+        biggest, pos = 0, 0
+        while (at := buf.find(self.delimiter, pos)) >= 0:
+            biggest = max(biggest, base + at - pos)
+            base, pos = 0, at + len(self.delimiter)
+        self.part = base + len(buf) - pos
+        self.tail = buf[-(len(self.delimiter) - 1) :]
+        return max(biggest, self.part)
+
+
+def _boundary(content_type: str) -> bytes | None:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary" and value.strip('"'):
+            return value.strip('"').encode("latin-1", "replace")
+    return None
+
+
+class BodySizeLimitMiddleware:
+    """413 for bodies over the cap: by Content-Length up front, or counted as they arrive;
+    and, for uploads, for any one file part over ``max_part_bytes`` as soon as it exceeds it."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int, max_part_bytes: int | None = None
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.max_part_bytes = max_part_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,6 +135,8 @@ class BodySizeLimitMiddleware:
 
         received = 0
         refused = False  # a 413 went out: whatever the app answers after is dropped
+        boundary = _boundary(headers.get("content-type", "")) if is_upload else None
+        parts = _PartCounter(boundary) if boundary and self.max_part_bytes else None
 
         async def counting_receive():
             nonlocal received, refused
@@ -109,6 +149,11 @@ class BodySizeLimitMiddleware:
                     # Answer now: the app's body parser would turn an exception into a 400.
                     refused = True
                     await self._too_large(scope, receive, send, what, cap)
+                    return {"type": "http.disconnect"}
+                if parts is not None and parts.feed(message.get("body", b"")) > self.max_part_bytes:
+                    refused = True
+                    limit = self.max_part_bytes - PART_OVERHEAD_BYTES
+                    await self._too_large(scope, receive, send, "a file in the upload", limit)
                     return {"type": "http.disconnect"}
             return message
 

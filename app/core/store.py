@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,6 +77,24 @@ class DocumentNotFound(StoreError):
 
 class CorruptCollection(StoreError):
     pass
+
+
+class CollectionBusy(StoreError):
+    """Another writer holds the collection's lock and this writer does not wait (an upload)."""
+
+    retry_after_s = 5
+
+    def __init__(self, name: str, waited_s: float):
+        self.name = name
+        super().__init__(
+            f"collection {name!r} is being written by another ingest or upload "
+            f"(waited {waited_s:.0f} s); retry in {self.retry_after_s} s"
+        )
+
+
+# Per thread: how long writer_lock waits for a busy lock; None waits for as long as it takes
+# (the CLI's `ragqa ingest`). The API's writers set a short bound (IndexStore.lock_wait).
+_lock_wait = threading.local()
 
 
 def validate_collection_name(name: str) -> str:
@@ -266,17 +285,50 @@ class IndexStore:
             lexical = None  # written before BM25 was stored: dense retrieval still works
         return CollectionIndex(manifest, index, chunks, lexical)
 
+    @staticmethod
+    @contextlib.contextmanager
+    def lock_wait(seconds: float) -> Iterator[None]:
+        """Within this block (this thread), writer_lock waits at most ``seconds`` for a busy
+        lock and then raises CollectionBusy, instead of blocking its thread indefinitely."""
+        previous = getattr(_lock_wait, "seconds", None)
+        _lock_wait.seconds = seconds
+        try:
+            yield
+        finally:
+            _lock_wait.seconds = previous
+
     @contextlib.contextmanager
     def writer_lock(self, name: str) -> Iterator[None]:
-        """Exclusive per-collection lock for the whole read-modify-write of an ingest."""
+        """Exclusive per-collection lock for the whole read-modify-write of an ingest.
+
+        A writer that finds no collection folder creates one for its lock; if it then writes
+        nothing (the request failed), it removes the folder again before unlocking: a failed
+        request leaves nothing behind. A writer that was waiting on that removed lock notices
+        (the lock file is no longer the one at the path) and locks afresh.
+        """
         cdir = self.collection_dir(name)
-        cdir.mkdir(parents=True, exist_ok=True)
-        with open(cdir / LOCK_FILE, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        while True:
+            created = not cdir.exists()
+            cdir.mkdir(parents=True, exist_ok=True)
+            lock = open(cdir / LOCK_FILE, "a+")
             try:
-                yield
+                wait_s = getattr(_lock_wait, "seconds", None)
+                if wait_s is None:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                else:
+                    _flock_within(lock, name, wait_s)
+                if not _same_file(lock, cdir / LOCK_FILE):
+                    lock.close()  # its folder was removed while we waited: lock the new one
+                    continue
+                try:
+                    yield
+                finally:
+                    if created and not (cdir / CURRENT_FILE).exists():
+                        shutil.rmtree(cdir, ignore_errors=True)
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+                return
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                lock.close()
 
     def write(self, collection: CollectionIndex) -> str:
         """Write ``collection`` as a new version and make it live; returns the version name."""
@@ -339,6 +391,26 @@ class IndexStore:
             doomed = self.root / f".deleted-{name}-{uuid.uuid4().hex[:6]}"
             os.rename(cdir, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _same_file(handle, path: Path) -> bool:
+    try:
+        a, b = os.fstat(handle.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _flock_within(lock, name: str, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise CollectionBusy(name, wait_s) from None
+            time.sleep(0.05)
 
 
 def _chunk_row(chunk: Chunk) -> dict:

@@ -30,6 +30,10 @@ class LLMTimeout(LLMError):
     """The LLM server did not answer in time."""
 
 
+class ContextOverflow(LLMError):
+    """The LLM refused the prompt as longer than its context window: the request's fault (422)."""
+
+
 class UnknownAdapter(LLMError):
     """A request named a LoRA adapter that the LLM server does not serve."""
 
@@ -146,12 +150,14 @@ class LLMClient:
                 # vLLM reports usage in a last chunk; llama.cpp's server ignores the option.
                 stream_options={"include_usage": True},
             )
+            finished = False
             async with stream:
                 async for chunk in stream:
                     usage = chunk.usage
                     choice = chunk.choices[0] if chunk.choices else None
                     text = (choice.delta.content or "") if choice else ""
                     finish = choice.finish_reason if choice else None
+                    finished = finished or bool(finish)
                     if text or finish or usage:
                         yield StreamDelta(
                             text,
@@ -160,6 +166,10 @@ class LLMClient:
                             usage.prompt_tokens if usage else None,
                             usage.completion_tokens if usage else None,
                         )
+            if not finished:
+                # Every complete stream names why it ended (stop, length); one that just stops
+                # was cut short (the server interrupted or died): never pass it off as an answer.
+                raise LLMError(f"the LLM at {self.base_url} ended the stream without a finish reason")
 
     def _request(
         self,
@@ -195,6 +205,12 @@ class LLMClient:
         except openai.APIConnectionError as exc:
             raise LLMUnavailable(f"cannot reach the LLM at {self.base_url}: {exc}") from exc
         except openai.APIStatusError as exc:
+            if exc.status_code == 400 and "context" in str(exc.message).lower():
+                # llama.cpp: "exceeds maximum context length"; vLLM: "maximum context length is".
+                raise ContextOverflow(
+                    "the conversation and question are too long for the model's context window: "
+                    "shorten them"
+                ) from exc
             raise LLMError(
                 f"the LLM at {self.base_url} answered {exc.status_code}: {exc.message}"
             ) from exc
@@ -242,6 +258,10 @@ class LLMClient:
         body = {"model": self.model, "messages": messages, "add_generation_prompt": True}
         try:
             response = await self._http.post(f"{self.server_root}/tokenize", json=body)
+        except httpx.TimeoutException as exc:
+            # A server that does not answer this will not answer the completion either:
+            # one timeout, not one per passage counted.
+            raise LLMTimeout(f"the LLM at {self.base_url} did not answer in time") from exc
         except httpx.HTTPError:
             return None  # unreachable now: say nothing about support
         if response.status_code in (404, 405):
@@ -264,6 +284,8 @@ class LLMClient:
                 response = await self._http.post(
                     f"{self.server_root}{route}", json=_TOKENIZE_BODIES[route](self.model, text)
                 )
+            except httpx.TimeoutException as exc:
+                raise LLMTimeout(f"the LLM at {self.base_url} did not answer in time") from exc
             except httpx.HTTPError:
                 return None
             if response.status_code == 200:

@@ -3,6 +3,11 @@
 Started as a child process on a free loopback port when no RAGQA_LLM_BASE_URL is set, and
 always stopped with its parent: on normal exit, Ctrl-C, SIGTERM, and (via PR_SET_PDEATHSIG)
 even when the parent is killed outright.
+
+While `ragqa serve` runs, a supervisor thread watches the child: if it dies (a crash, the OOM
+killer, kill -9) it is reaped at once and started again on the same port, after a backoff
+that doubles from 1 s to 30 s while restarts keep failing. ``supervisor_status()`` is what
+/readyz and /healthz report (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +67,19 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# Backoff between restarts of a dead child: 1 s, 2 s, 4 s ... at most 30 s.
+RESTART_BACKOFF_S = (1.0, 30.0)
+# Consecutive failed restarts after which the supervisor reports "failed" (/healthz: 503).
+RESTART_FAILURES_BEFORE_FAILED = 5
+_supervised: EmbeddedLLMServer | None = None
+
+
+def supervisor_status() -> dict | None:
+    """The supervised embedded LLM's state, or None when the LLM is not ours to supervise."""
+    server = _supervised
+    return server.status() if server is not None else None
+
+
 class EmbeddedLLMServer:
     def __init__(
         self,
@@ -78,6 +97,12 @@ class EmbeddedLLMServer:
         self.port = port or free_loopback_port()
         self.process: subprocess.Popen | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="ragqa-llm-", suffix=".log", delete=False)
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.state = "starting"  # running, restarting, failed, stopped
+        self.restarts = 0
+        self.failed_restarts = 0
+        self.last_exit: dict | None = None  # {"returncode", "at", "pid"} of the last death
 
     @property
     def base_url(self) -> str:
@@ -92,6 +117,9 @@ class EmbeddedLLMServer:
             "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(os.cpu_count() or 1),
+            # The server's default (True) cuts a running stream short whenever another request
+            # arrives, and the stream then ends without a finish reason: requests queue instead.
+            "--interrupt_requests", "False",
         ]  # fmt: skip
 
     def start(self) -> str:
@@ -104,7 +132,7 @@ class EmbeddedLLMServer:
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._stopping.is_set():
             if self.process.poll() is not None:
                 raise EmbeddedLLMError(
                     f"the embedded LLM server exited with {self.process.returncode}:\n{self.log_tail()}"
@@ -115,12 +143,22 @@ class EmbeddedLLMServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        self.stop()
+        self._stop_process()
+        if self._stopping.is_set():
+            raise EmbeddedLLMError("the embedded LLM server was stopped while starting")
         raise EmbeddedLLMError(
             f"the embedded LLM server was not ready after {self.start_timeout_s:.0f}s:\n{self.log_tail()}"
         )
 
     def stop(self) -> None:
+        self._stopping.set()
+        self.state = "stopped"
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout=15)
+        self._stop_process()
+        self._remove_log()
+
+    def _stop_process(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
@@ -129,6 +167,75 @@ class EmbeddedLLMServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def _remove_log(self) -> None:
+        """The child's log goes with it: each `ragqa serve` used to leave one in the temp folder.
+        A start that fails shows the log's tail in its error first."""
+        try:
+            self._log.close()
+            os.unlink(self._log.name)
+        except OSError:
+            pass
+
+    # --- supervision ---
+
+    def supervise(self, poll_s: float = 0.5) -> None:
+        """Watch the child from a thread of its own; restart it when it dies. The thread
+        spawns the restarted children, so PR_SET_PDEATHSIG ties them to it: it lives as long
+        as the server object is not stopped."""
+        global _supervised
+        self.state = "running"
+        self._supervisor = threading.Thread(
+            target=self._watch, args=(poll_s,), name="ragqa-llm-supervisor", daemon=True
+        )
+        self._supervisor.start()
+        _supervised = self
+
+    def _watch(self, poll_s: float) -> None:
+        global _supervised
+        backoff = RESTART_BACKOFF_S[0]
+        try:
+            while not self._stopping.wait(poll_s):
+                process = self.process
+                if process is None or process.poll() is None:  # poll() reaps a dead child
+                    continue
+                self.last_exit = {"returncode": process.returncode, "pid": process.pid, "at": time.time()}
+                log.error(
+                    "the embedded LLM server (pid %s) exited with %s; restarting in %.0f s",
+                    process.pid, process.returncode, backoff,
+                )  # fmt: skip
+                self.state = "restarting"
+                if self._stopping.wait(backoff):
+                    break
+                try:
+                    self.start()
+                except EmbeddedLLMError as exc:
+                    self.failed_restarts += 1
+                    if self.failed_restarts >= RESTART_FAILURES_BEFORE_FAILED:
+                        self.state = "failed"
+                    log.error("restarting the embedded LLM failed (%d in a row): %s", self.failed_restarts, exc)
+                    backoff = min(backoff * 2, RESTART_BACKOFF_S[1])
+                    continue
+                if self._stopping.is_set():
+                    break
+                self.restarts += 1
+                self.failed_restarts = 0
+                backoff = RESTART_BACKOFF_S[0]
+                self.state = "running"
+                log.warning("the embedded LLM server is back (pid %s, restart %d)", self.process.pid, self.restarts)
+        finally:
+            if _supervised is self:
+                _supervised = None
+
+    def status(self) -> dict:
+        process = self.process
+        return {
+            "state": self.state,
+            "pid": process.pid if process is not None and process.poll() is None else None,
+            "restarts": self.restarts,
+            "failed_restarts": self.failed_restarts,
+            "last_exit": self.last_exit,
+        }
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -161,4 +268,5 @@ def llm_for(settings: Settings) -> Iterator[Settings]:
         n_ctx=settings.llm_context_window,
         start_timeout_s=settings.embedded_llm_start_timeout_s,
     ) as server:
+        server.supervise()
         yield settings.model_copy(update={"llm_base_url": server.base_url})

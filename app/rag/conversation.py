@@ -37,10 +37,35 @@ class Condensed:
     completion_tokens: int = 0
 
 
+# The history must fit the context window beside the instructions and the question: at most
+# this many characters in all (~2,000 tokens of a 4,096 window at the worst ~3 chars/token),
+# newest turns first, and no one turn longer than MAX_TURN_CHARS (its start and end are kept).
+MAX_HISTORY_CHARS = 6000
+MAX_TURN_CHARS = 2000
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = max(1, (limit - 5) // 2)
+    return f"{text[:half]} [...] {text[-half:]}"
+
+
 def history_messages(turns: list[tuple[str, str]]) -> list[BaseMessage]:
-    """(role, content) pairs of user and assistant turns as LangChain messages."""
+    """(role, content) pairs of user and assistant turns as LangChain messages, the newest ones
+    that fit MAX_HISTORY_CHARS (an over-long turn shortened), so the condense prompt always fits."""
     kinds = {"user": HumanMessage, "assistant": AIMessage}
-    return [kinds[role](content) for role, content in turns[-MAX_HISTORY_TURNS:] if role in kinds]
+    kept: list[BaseMessage] = []
+    budget = MAX_HISTORY_CHARS
+    for role, content in reversed(turns[-MAX_HISTORY_TURNS:]):
+        if role not in kinds:
+            continue
+        text = _shorten(content, min(MAX_TURN_CHARS, budget))
+        if budget < 50:
+            break
+        kept.append(kinds[role](text))
+        budget -= len(text)
+    return kept[::-1]
 
 
 def clean_rewrite(text: str) -> str:

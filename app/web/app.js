@@ -32,7 +32,7 @@ async function loadCollections() {
   if (!response.ok) { setStatus(`collections: ${await errorText(response)}`, true); return; }
   const { collections } = await response.json();
   const previous = select.value;
-  select.replaceChildren(...collections.map((c) => new Option(`${c.name} (${c.documents} docs, ${c.chunks} chunks)`, c.name)));
+  select.replaceChildren(...collections.map((c) => new Option(c.status === "broken" ? `${c.name} (broken)` : `${c.name} (${c.documents} docs, ${c.chunks} chunks)`, c.name)));
   if (collections.some((c) => c.name === previous)) select.value = previous;
   if (!collections.length) setStatus("no collection yet: run `ragqa ingest`", true);
 }

@@ -31,6 +31,7 @@ from app.api.openai_schemas import (
 )
 from app.api.schemas import MAX_QUESTION_CHARS, Source
 from app.api.streaming import data, guarded, sse_response, start_stream
+from app.core.store import StoreError
 from app.llm.client import LLMError
 from app.rag.conversation import Condensed, condense_question
 from app.rag.pipeline import DoneEvent, SourcesEvent, TokenEvent
@@ -45,7 +46,10 @@ async def list_models(services: ServicesDep) -> ModelList:
     def cards() -> list[ModelCard]:
         out = []
         for name in services.store.list_collections():
-            created = services.store.read_manifest(name).created_at
+            try:
+                created = services.store.read_manifest(name).created_at
+            except (StoreError, OSError):
+                continue  # a broken collection answers nothing: not a model (GET /v1/collections marks it)
             stamp = int(datetime.fromisoformat(created).timestamp()) if created else 0
             out.append(ModelCard(id=f"{MODEL_PREFIX}{name}", created=stamp))
         return out
