@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 # Run as a script, bench/ comes first on sys.path and bench/ingest.py would shadow the ingest package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -177,6 +179,32 @@ def evaluate(
     return score(search, questions, qrels, query_seconds if cached else None)
 
 
+def title_of(path: Path) -> str:
+    """A document's title for a header: its first non-empty line, if short enough to be one."""
+    for line in path.read_text("utf-8").splitlines():
+        if line.strip():
+            return line.strip() if len(line.strip()) <= 200 else ""
+    return ""
+
+
+def add_title_headers(index: CollectionIndex, docs: Path, embedder, tokenizer: str) -> None:
+    """Re-embed and re-index every chunk as 'TITLE\\n\\nchunk' (the first chunk, which holds the
+    title already, unchanged); the passage text shown stays the chunk. A measurement for issue 19 §4."""
+    from app.core.store import new_faiss_index
+
+    titles = {doc: title_of(docs / doc) for doc in {c.doc for c in index.chunks.values()}}
+    indexed = {
+        cid: (f"{titles[c.doc]}\n\n{c.text}" if titles[c.doc] and c.start > 0 else c.text)
+        for cid, c in index.chunks.items()
+    }
+    ids = sorted(indexed)
+    vectors = embedder.embed_documents([indexed[i] for i in ids])
+    faiss_index = new_faiss_index(vectors.shape[1])
+    faiss_index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+    index.index = faiss_index
+    index.lexical = LexicalIndex.build(((i, indexed[i]) for i in ids), tokenizer)
+
+
 def markdown_table(report: dict) -> str:
     """The results as one Markdown table (docs/retrieval.md is made of these)."""
     lines = [
@@ -206,6 +234,10 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=settings.chunk_size)
     parser.add_argument("--chunk-overlap", type=int, default=settings.chunk_overlap)
     parser.add_argument("--candidates", type=int, default=settings.retrieval_candidates)
+    parser.add_argument(
+        "--title-header", action="store_true",
+        help="measure only: embed and BM25-index 'TITLE\\n\\n' + chunk (title = a doc's first line), show the chunk",
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N questions only")
     parser.add_argument("--index-dir", type=Path, help="keep the ingested index here (reused when it matches)")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
@@ -248,11 +280,14 @@ def main() -> None:
             index.lexical = LexicalIndex.build(
                 ((c.id, c.text) for c in index.chunks.values()), TOKENIZERS[args.tokenizer]
             )
+        if args.title_header:
+            add_title_headers(index, args.dataset / "docs", embedder, TOKENIZERS[args.tokenizer])
         retriever = Retriever(OneCollection(index), CachedQueries(embedder))
         retriever.run("warm up", "bench", 10, RetrievalOptions(mode=RetrievalMode.hybrid))
         report["ragqa"] = {
             "embedding_model": embedder.model_id,
             "tokenizer": TOKENIZERS[args.tokenizer],
+            "title_header": args.title_header,
             "chunk_size": args.chunk_size,
             "chunk_overlap": args.chunk_overlap,
             "candidates": args.candidates,
