@@ -1,34 +1,55 @@
-"""Retrieval quality and latency per setting, on the same questions: prints JSON, then a table.
+"""Retrieval quality of ragqa and of two peers on the same folders and questions: JSON, then a table.
 
-    PYTHONPATH=. python bench/retrieval.py ../shared/eval/squad-v1.1-dev \\
-        --setting dense --setting bm25 --setting hybrid@0.5 --setting hybrid@0.5+mmr0.3
+    PYTHONPATH=. python bench/retrieval.py ../shared/eval/squad-v1.1-dev            # ragqa + 6 peers
+    PYTHONPATH=. python bench/retrieval.py tests/data/korean --pipeline ragqa --setting bm25
 
-A dataset folder holds docs/ and questions.jsonl (id, question, answers, doc[, answerable]).
-A setting is MODE[@DENSE_WEIGHT][+mmrDIVERSITY], MODE one of dense, bm25, hybrid.
-Metrics: hit@k = a passage of the gold document among the first k; MRR over the first 10;
-passage hit@5 = one of the first 5 passages is from the gold document and contains a gold
-answer (answerable questions only); p50 = median time of one Retriever.run, query embedding
-included (each question is embedded once and its embedding time added to every setting), in wall
-time and in the process's CPU time (which a busy shared machine distorts less).
+A dataset folder holds docs/ and questions.jsonl (id, question, answers, doc[, answerable]), and
+optionally qrels.tsv (BEIR style) for nDCG@10.
+
+Pipelines (``--pipeline``, repeatable; default all): ``ragqa`` (its defaults from Settings, so
+``RAGQA_*`` env vars apply), ``langchain-{dense,bm25,hybrid}`` (the textbook LangChain pipeline) and
+``haystack-{dense,bm25,hybrid}`` (Haystack 2.x defaults; needs ``pip install -e '.[bench]'``); both
+peers are described in bench/peers.py and use all-MiniLM-L6-v2. ``--setting`` adds ragqa variants,
+MODE[@DENSE_WEIGHT][+mmrDIVERSITY] with MODE one of dense, bm25, hybrid.
+
+Metrics, all from app/evaluation/metrics.py, ranks counting passages: doc hit@k (a passage of the
+gold document among the first k), passage hit@5 (one of the first 5 passages is from the gold
+document and holds a gold answer; answerable questions only), MRR@10, nDCG@10 (deduplicated
+documents; only where the set has qrels). p50 = median time of one search, in wall time and in
+the process's CPU time (which a busy shared machine distorts less). Document and query vectors are
+cached on disk ($RAGQA_BENCH_CACHE, default /tmp/ragqa-bench-cache), so a rerun encodes nothing:
+p50 counts a cache lookup, not the query embedding (MiniLM: ~15-35 ms CPU, docs/retrieval.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from app.core.embeddings import load_embedding_model
-from app.core.lexical import DEFAULT_TOKENIZER, KIWI_TOKENIZER, WHITESPACE_TOKENIZER, LexicalIndex
-from app.core.store import CollectionIndex, IndexStore
-from app.rag.retrieval import RetrievalMode, RetrievalOptions, Retriever
-from ingest.run import IngestJob
-from ingest.splitting import TextSplitter
+import numpy as np
+
+# Run as a script, bench/ comes first on sys.path and bench/ingest.py would shadow the ingest package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.core.config import Settings  # noqa: E402
+from app.core.embeddings import load_embedding_model  # noqa: E402
+from app.core.lexical import DEFAULT_TOKENIZER, KIWI_TOKENIZER, WHITESPACE_TOKENIZER, LexicalIndex  # noqa: E402
+from app.core.store import CollectionIndex, IndexStore  # noqa: E402
+from app.evaluation import metrics  # noqa: E402
+from app.rag.retrieval import RetrievalMode, RetrievalOptions, Retriever  # noqa: E402
+from ingest.run import IngestJob  # noqa: E402
+from ingest.splitting import TextSplitter  # noqa: E402
+
+PEERS = [f"{peer}-{mode}" for peer in ("langchain", "haystack") for mode in ("dense", "bm25", "hybrid")]
+PIPELINES = ["ragqa", *PEERS]
 
 TOKENIZERS = {"kiwi": KIWI_TOKENIZER, "whitespace": WHITESPACE_TOKENIZER}
 SETTING_RE = re.compile(r"^(dense|bm25|hybrid)(?:@([0-9.]+))?(?:\+mmr([0-9.]+))?$")
@@ -80,39 +101,58 @@ def parse_setting(spec: str, candidates: int) -> RetrievalOptions:
     )
 
 
-def evaluate(retriever: Retriever, questions: list[dict], options: RetrievalOptions) -> dict:
-    """Metrics over ``questions``. With CachedQueries, latency = search + that question's embedding."""
-    hits = {1: 0, 5: 0, 10: 0}
-    reciprocal = 0.0
+def read_qrels(dataset: Path) -> dict[str, dict[str, float]] | None:
+    """``qrels.tsv`` (BEIR style: query-id, corpus-id, score; a header line) if the set has one."""
+    path = dataset / "qrels.tsv"
+    if not path.is_file():
+        return None
+    qrels: dict[str, dict[str, float]] = {}
+    for line in path.read_text("utf-8").splitlines()[1:]:
+        if line.strip():
+            qid, doc, rel = line.split("\t")
+            qrels.setdefault(qid, {})[doc] = float(rel)
+    return qrels
+
+
+def score(
+    search: Callable[[str], list[tuple[str, str]]],
+    questions: list[dict],
+    qrels: dict[str, dict[str, float]] | None = None,
+    query_seconds: Callable[[str], tuple[float, float]] | None = None,
+) -> dict:
+    """Metrics (app/evaluation/metrics.py) of ``search`` (question -> top-10 (doc, text)) over ``questions``.
+
+    Ranks count passages: doc hit@k = a passage of a relevant document among the first k;
+    passage hit@5 = one of the first 5 passages is from the gold document and holds a gold answer
+    (answerable questions only); MRR@10; nDCG@10 over the deduplicated documents, where the set has
+    qrels. ``query_seconds(q)`` adds the (cached) query embedding's wall and CPU time to each run.
+    """
+    sums = {"hit@1": 0.0, "hit@5": 0.0, "hit@10": 0.0, "mrr": 0.0, "ndcg@10": 0.0}
     passage_hits = answerable = 0
     latencies, cpu_times = [], []
-    cached = isinstance(retriever.embedder, CachedQueries)
     for q in questions:
-        if cached:
-            retriever.embedder.embed_query(q["question"])  # outside the timed run; added below
         started, cpu = time.perf_counter(), time.process_time()
-        passages = retriever.run(q["question"], "bench", 10, options)
+        ranked = search(q["question"])[:10]
         elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu
-        if cached:
-            elapsed += retriever.embedder.seconds[q["question"]]
-            cpu_used += retriever.embedder.cpu_seconds[q["question"]]
+        if query_seconds:
+            extra_wall, extra_cpu = query_seconds(q["question"])
+            elapsed, cpu_used = elapsed + extra_wall, cpu_used + extra_cpu
         latencies.append(elapsed)
         cpu_times.append(cpu_used)
-        docs = [p.doc for p in passages]
-        for k in hits:
-            hits[k] += q["doc"] in docs[:k]
-        if q["doc"] in docs:
-            reciprocal += 1.0 / (docs.index(q["doc"]) + 1)
+        docs = [doc for doc, _ in ranked]
+        relevance = (qrels or {}).get(q["id"]) or {q["doc"]: 1.0}
+        relevant = [d for d, r in relevance.items() if r > 0] or [q["doc"]]
+        for k in (1, 5, 10):
+            sums[f"hit@{k}"] += metrics.hit_at_k(docs, relevant, k)
+        sums["mrr"] += metrics.reciprocal_rank(docs, relevant, 10)
+        sums["ndcg@10"] += metrics.ndcg_at_k(docs, relevance, 10)
         if q.get("answerable", True) and q["answers"]:
             answerable += 1
-            answers = [a.lower() for a in q["answers"]]
-            passage_hits += any(
-                p.doc == q["doc"] and any(a in p.text.lower() for a in answers) for p in passages[:5]
-            )
+            passage_hits += metrics.passage_hit(ranked[:5], q["doc"], q["answers"])
     n = len(questions)
     return {
-        **{f"hit@{k}": round(v / n, 4) for k, v in hits.items()},
-        "mrr": round(reciprocal / n, 4),
+        **{k: round(v / n, 4) for k, v in sums.items() if k != "ndcg@10"},
+        "ndcg@10": round(sums["ndcg@10"] / n, 4) if qrels is not None else None,
         "passage_hit@5": round(passage_hits / answerable, 4) if answerable else None,
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         # CPU time of the process (all threads): comparable when the machine is shared and busy.
@@ -121,18 +161,64 @@ def evaluate(retriever: Retriever, questions: list[dict], options: RetrievalOpti
     }
 
 
+def evaluate(
+    retriever: Retriever, questions: list[dict], options: RetrievalOptions, qrels: dict | None = None
+) -> dict:
+    """``score`` of ragqa's Retriever with ``options``. With CachedQueries, latency includes the query embedding."""
+    cached = isinstance(retriever.embedder, CachedQueries)
+
+    def search(question: str) -> list[tuple[str, str]]:
+        return [(p.doc, p.text) for p in retriever.run(question, "bench", 10, options)]
+
+    def query_seconds(question: str) -> tuple[float, float]:
+        return retriever.embedder.seconds[question], retriever.embedder.cpu_seconds[question]
+
+    if cached:
+        for q in questions:  # embedded outside the timed runs; their time is added back
+            retriever.embedder.embed_query(q["question"])
+    return score(search, questions, qrels, query_seconds if cached else None)
+
+
+def title_of(path: Path) -> str:
+    """A document's title for a header: its first non-empty line, if short enough to be one."""
+    for line in path.read_text("utf-8").splitlines():
+        if line.strip():
+            return line.strip() if len(line.strip()) <= 200 else ""
+    return ""
+
+
+def add_title_headers(index: CollectionIndex, docs: Path, embedder, tokenizer: str) -> None:
+    """Re-embed and re-index every chunk as 'TITLE\\n\\nchunk' (the first chunk, which holds the
+    title already, unchanged); the passage text shown stays the chunk. A measurement for issue 19 §4."""
+    from app.core.store import new_faiss_index
+
+    titles = {doc: title_of(docs / doc) for doc in {c.doc for c in index.chunks.values()}}
+    indexed = {
+        cid: (f"{titles[c.doc]}\n\n{c.text}" if titles[c.doc] and c.start > 0 else c.text)
+        for cid, c in index.chunks.items()
+    }
+    ids = sorted(indexed)
+    vectors = embedder.embed_documents([indexed[i] for i in ids])
+    faiss_index = new_faiss_index(vectors.shape[1])
+    faiss_index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+    index.index = faiss_index
+    index.lexical = LexicalIndex.build(((i, indexed[i]) for i in ids), tokenizer)
+
+
 def markdown_table(report: dict) -> str:
-    """The results as a Markdown table (docs/retrieval.md is made of these)."""
+    """The results as one Markdown table (docs/retrieval.md is made of these)."""
     lines = [
-        "| setting | hit@1 | hit@5 | hit@10 | MRR | passage hit@5 | p50 ms | p50 CPU ms |",
+        "| pipeline | doc hit@5 | passage hit@5 | MRR@10 | nDCG@10 | hit@1 | p50 ms | p50 CPU ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for spec, r in report["results"].items():
-        ph = "-" if r["passage_hit@5"] is None else f"{r['passage_hit@5']:.3f}"
-        cpu = f"{r['p50_cpu_ms']:.0f}" if "p50_cpu_ms" in r else "-"
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    for name, r in report["results"].items():
         lines.append(
-            f"| {spec} | {r['hit@1']:.3f} | {r['hit@5']:.3f} | {r['hit@10']:.3f} | {r['mrr']:.3f} "
-            f"| {ph} | {r['p50_ms']:.0f} | {cpu} |"
+            f"| {name} | {f(r['hit@5'])} | {f(r['passage_hit@5'])} | {f(r['mrr'])} | {f(r.get('ndcg@10'))} "
+            f"| {f(r['hit@1'])} | {r['p50_ms']:.0f} | {r['p50_cpu_ms']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -140,69 +226,114 @@ def markdown_table(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path)
-    parser.add_argument("--setting", action="append", help="repeatable; default: the four main ones")
-    parser.add_argument("--embedding-model", default="sentence-transformers/all-MiniLM-L6-v2")
+    parser.add_argument("--pipeline", action="append", choices=PIPELINES, help="repeatable; default: all")
+    parser.add_argument("--setting", action="append", default=[], help="extra ragqa variants (repeatable)")
+    settings = Settings()
+    parser.add_argument("--embedding-model", default=settings.embedding_model, help="ragqa's (RAGQA_EMBEDDING_MODEL)")
     parser.add_argument("--tokenizer", choices=sorted(TOKENIZERS), default="kiwi")
-    parser.add_argument("--chunk-size", type=int, default=1000)
-    parser.add_argument("--chunk-overlap", type=int, default=150)
-    parser.add_argument("--candidates", type=int, default=30)
+    parser.add_argument("--chunk-size", type=int, default=settings.chunk_size)
+    parser.add_argument("--chunk-overlap", type=int, default=settings.chunk_overlap)
+    parser.add_argument("--candidates", type=int, default=settings.retrieval_candidates)
+    parser.add_argument(
+        "--title-header", action="store_true",
+        help="measure only: embed and BM25-index 'TITLE\\n\\n' + chunk (title = a doc's first line), show the chunk",
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N questions only")
     parser.add_argument("--index-dir", type=Path, help="keep the ingested index here (reused when it matches)")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.add_argument("--markdown", action="store_true", help="end with a Markdown table")
     args = parser.parse_args()
 
-    settings = args.setting or ["dense", "bm25", "hybrid@0.5", "hybrid@0.5+mmr0.3"]
+    pipelines = args.pipeline or ([] if args.setting else PIPELINES)
     questions = read_questions(args.dataset / "questions.jsonl")
     if args.limit:
         questions = questions[: args.limit]
-
-    embedder = load_embedding_model(args.embedding_model)
-    index_dir = args.index_dir or Path(tempfile.mkdtemp(prefix="ragqa-bench-"))
-    store = IndexStore(index_dir)
-    started = time.perf_counter()
-    summary = IngestJob(store, embedder, TextSplitter(args.chunk_size, args.chunk_overlap)).run(
-        args.dataset / "docs", "bench"
-    )
-    ingest_s = time.perf_counter() - started
-    index = store.load("bench")
-    if TOKENIZERS[args.tokenizer] != DEFAULT_TOKENIZER:
-        index.lexical = LexicalIndex.build(
-            ((c.id, c.text) for c in index.chunks.values()), TOKENIZERS[args.tokenizer]
-        )
-    retriever = Retriever(OneCollection(index), CachedQueries(embedder))
-    retriever.run("warm up", "bench", 10, RetrievalOptions(mode=RetrievalMode.hybrid))
-
+    qrels = read_qrels(args.dataset)
     report = {
         "dataset": str(args.dataset),
-        "embedding_model": embedder.model_id,
-        "tokenizer": TOKENIZERS[args.tokenizer],
-        "chunk_size": args.chunk_size,
-        "chunk_overlap": args.chunk_overlap,
-        "candidates": args.candidates,
-        "chunks": summary.chunks,
-        "ingest_seconds": round(ingest_s, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "python bench/retrieval.py " + " ".join(sys.argv[1:]),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
+        "questions": len(questions),
+        "qrels": qrels is not None,
+        "ragqa": None,
+        "peers": {},
         "results": {},
     }
-    for spec in settings:
-        report["results"][spec] = evaluate(retriever, questions, parse_setting(spec, args.candidates))
-        print(f"done {spec}", file=sys.stderr)
+
+    ragqa_runs = (["ragqa"] if "ragqa" in pipelines else []) + [f"ragqa:{s}" for s in args.setting]
+    if ragqa_runs:
+        from bench.peers import CachedEmbeddingModel
+
+        embedder = CachedEmbeddingModel(load_embedding_model(args.embedding_model))
+        for q in questions:  # query vectors into the cache up front, as for the peers
+            embedder.embed_query(q["question"])
+        index_dir = args.index_dir or Path(tempfile.mkdtemp(prefix="ragqa-bench-"))
+        store = IndexStore(index_dir)
+        started = time.perf_counter()
+        summary = IngestJob(store, embedder, TextSplitter(args.chunk_size, args.chunk_overlap)).run(
+            args.dataset / "docs", "bench"
+        )
+        ingest_s = time.perf_counter() - started
+        index = store.load("bench")
+        if TOKENIZERS[args.tokenizer] != DEFAULT_TOKENIZER:
+            index.lexical = LexicalIndex.build(
+                ((c.id, c.text) for c in index.chunks.values()), TOKENIZERS[args.tokenizer]
+            )
+        if args.title_header:
+            add_title_headers(index, args.dataset / "docs", embedder, TOKENIZERS[args.tokenizer])
+        retriever = Retriever(OneCollection(index), CachedQueries(embedder))
+        retriever.run("warm up", "bench", 10, RetrievalOptions(mode=RetrievalMode.hybrid))
+        report["ragqa"] = {
+            "embedding_model": embedder.model_id,
+            "tokenizer": TOKENIZERS[args.tokenizer],
+            "title_header": args.title_header,
+            "chunk_size": args.chunk_size,
+            "chunk_overlap": args.chunk_overlap,
+            "candidates": args.candidates,
+            "chunks": summary.chunks,
+            "ingest_seconds": round(ingest_s, 1),
+        }
+        defaults = RetrievalOptions(
+            mode=RetrievalMode(settings.retrieval_mode),
+            dense_weight=settings.hybrid_dense_weight,
+            diversity=settings.retrieval_diversity,
+            candidates=args.candidates,
+        )
+        for name in ragqa_runs:
+            options = defaults if name == "ragqa" else parse_setting(name.split(":", 1)[1], args.candidates)
+            report["results"][name] = evaluate(retriever, questions, options, qrels)
+            print(f"done {name}", file=sys.stderr)
+
+    peer_runs = [p for p in pipelines if p != "ragqa"]
+    if peer_runs:
+        from bench.peers import HaystackDefaults, LangChainTextbook, minilm_cache
+
+        encoder = minilm_cache()
+        encoder([q["question"] for q in questions])  # query vectors into the cache up front
+        built = {}
+        for name in peer_runs:
+            peer, mode = name.rsplit("-", 1)
+            if peer not in built:
+                started = time.perf_counter()
+                built[peer] = (LangChainTextbook if peer == "langchain" else HaystackDefaults)(
+                    args.dataset / "docs", encoder
+                )
+                chunks = built[peer].chunks
+                report["peers"][peer] = {
+                    "chunks": chunks if isinstance(chunks, int) else len(chunks),
+                    "build_seconds": round(time.perf_counter() - started, 1),
+                }
+            report["results"][name] = score(
+                lambda q, p=built[peer], m=mode: p.search(q, m), questions, qrels
+            )
+            print(f"done {name}", file=sys.stderr)
 
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
-    if args.markdown:
-        print("\n" + markdown_table(report))
-        return
-    print(f"\n{args.dataset.name}  {embedder.model_id}  tokenizer={args.tokenizer}  {summary.chunks} chunks")
-    print(f"{'setting':<22} {'hit@1':>6} {'hit@5':>6} {'hit@10':>6} {'MRR':>6} {'p.hit@5':>7} {'p50 ms':>7} {'cpu ms':>7}")
-    for spec, r in report["results"].items():
-        ph = "-" if r["passage_hit@5"] is None else f"{r['passage_hit@5']:.3f}"
-        print(
-            f"{spec:<22} {r['hit@1']:>6.3f} {r['hit@5']:>6.3f} {r['hit@10']:>6.3f} "
-            f"{r['mrr']:>6.3f} {ph:>7} {r['p50_ms']:>7.1f} {r['p50_cpu_ms']:>7.1f}"
-        )
+    print("\n" + markdown_table(report))
 
 
 if __name__ == "__main__":
