@@ -56,11 +56,11 @@ def fake_sample_index(tmp_path_factory) -> Path:
 @pytest.fixture
 def make_client(tmp_path, monkeypatch, fake_sample_index):
     """Builds a TestClient over a fresh index folder holding the samples as `default`."""
-    import app.api.services as services_module
+    import app.wiring
     from app.api.main import create_app
     from app.core.config import Settings
 
-    monkeypatch.setattr(services_module, "load_embedding_model", lambda *a, **k: fake_embedder())
+    monkeypatch.setattr(app.wiring, "build_embedder", lambda *a, **k: fake_embedder())
     index_dir = tmp_path / "indexes"
     shutil.copytree(fake_sample_index, index_dir)
     clients = []

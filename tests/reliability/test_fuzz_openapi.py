@@ -39,7 +39,7 @@ def fake_llm(request: httpx.Request) -> httpx.Response:
 
 @pytest.fixture
 def fuzz_app(make_client, monkeypatch):
-    import app.api.services as services_module
+    import app.llm.client as client_module
     from app.llm.client import LLMClient
 
     class FakeLLMClient(LLMClient):  # schemathesis runs the app's lifespan again: fake at build
@@ -47,7 +47,7 @@ def fuzz_app(make_client, monkeypatch):
             super().__init__(*args, **kwargs)
             install_fake_llm(self, fake_llm)
 
-    monkeypatch.setattr(services_module, "LLMClient", FakeLLMClient)
+    monkeypatch.setattr(client_module, "LLMClient", FakeLLMClient)
     client = make_client(refusal_min_score=-1.0, min_relevance=-1.0)
     ingest_samples(client.index_dir, DELETE_TARGET)
     return client
