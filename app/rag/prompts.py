@@ -213,7 +213,7 @@ def to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
 
 _REFUSAL_PATTERNS = re.compile(
     r"not in the (documents|passages)|(documents|passages) do not (contain|say|mention)"
-    r"|no information (about|on) this|\bI do(n't| not) know\b",
+    r"|no information (about|on) this|\bI do(n't| not) know\b|문서에 (답|정보)이 없|모르겠습니다",
     re.IGNORECASE,
 )
 
