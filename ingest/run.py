@@ -23,7 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from app.core.embeddings import EmbeddingModel
+from app.core.embeddings import Embedder
 from app.core.store import (
     Chunk,
     CollectionIndex,
@@ -218,7 +218,7 @@ class IngestJob:
     def __init__(
         self,
         store: IndexStore,
-        embedder: EmbeddingModel,
+        embedder: Embedder,
         splitter: TextSplitter,
         *,
         max_file_bytes: int = MAX_FILE_BYTES,

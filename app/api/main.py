@@ -16,17 +16,20 @@ from app.core.config import Settings, get_settings
 from app.viz.embedding_map import MapCache
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The app over ``services`` if given (the caller keeps and closes them), else over
+    services built from ``settings`` at start-up and closed at shutdown."""
+    settings = settings or (services.settings if services else get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.services = Services.build(settings)
+        app.state.services = services or Services.build(settings)
         app.state.map_cache = MapCache(settings.map_max_points)
         try:
             yield
         finally:
-            await app.state.services.aclose()
+            if services is None:
+                await app.state.services.aclose()
 
     app = FastAPI(
         title="ragqa",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.core.config import Settings
-from app.core.embeddings import EmbeddingModel, load_embedding_model
+from app.core.embeddings import Embedder, load_embedding_model
 from app.core.store import CollectionCache, IndexStore
 from app.llm.client import LLMClient
+from app.llm.protocol import ChatLLM
 from app.rag.packing import ContextPacker
 from app.rag.pipeline import AskPipeline
 from app.rag.retrieval import RetrievalOptions, Retriever
@@ -22,22 +23,26 @@ class Services:
     settings: Settings
     store: IndexStore
     collections: CollectionCache
-    embedder: EmbeddingModel
-    llm: LLMClient
+    embedder: Embedder
+    llm: ChatLLM
     pipeline: AskPipeline
     documents: DocumentService
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
-        if settings.llm_base_url is None:
+    def build(
+        cls, settings: Settings, *, llm: ChatLLM | None = None, embedder: Embedder | None = None
+    ) -> Services:
+        """The real LLM client and embedding model unless given (the tests pass fakes)."""
+        if llm is None and settings.llm_base_url is None:
             raise ValueError(
                 "RAGQA_LLM_BASE_URL is unset: start the service with `ragqa serve`, "
                 "which starts the embedded LLM, or point it at an OpenAI-compatible server"
             )
         store = IndexStore(settings.index_dir)
         collections = CollectionCache(store)
-        embedder = load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
-        llm = LLMClient(
+        if embedder is None:
+            embedder = load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
+        llm = llm or LLMClient(
             str(settings.llm_base_url),
             settings.llm_model,
             api_key=settings.llm_api_key,
@@ -50,7 +55,7 @@ class Services:
             llm,
             settings.min_relevance,
             # Embeds the exemplar bank once, here at start-up, when selection is by similarity.
-            ExemplarSelector(settings.exemplar_selection, embedder.embeddings),
+            ExemplarSelector(settings.exemplar_selection, getattr(embedder, "embeddings", None)),
             settings.refusal_min_score,
         )
         # Uploads reuse the service's embedding model: it is loaded once per process.

@@ -16,7 +16,7 @@ from sse_starlette import EventSourceResponse
 
 from app.api import metrics
 from app.llm.client import LLMError
-from app.rag.streaming import DoneEvent, StreamEvent, TokenEvent
+from app.rag.pipeline import AskPipeline, AskQuery, DoneEvent, StreamEvent, TokenEvent
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,7 @@ async def ask_events(first: StreamEvent, events: AsyncIterator) -> AsyncIterator
             yield {"event": "error", **data({"detail": str(event)})}
 
 
-async def stream_ask(pipeline, query) -> EventSourceResponse:
-    from app.rag.streaming import stream_answer
-
-    events = guarded(stream_answer(pipeline, query))
+async def stream_ask(pipeline: AskPipeline, query: AskQuery) -> EventSourceResponse:
+    events = guarded(pipeline.stream(query))
     first = await start_stream(events)
     return sse_response(ask_events(first, events))

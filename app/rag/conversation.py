@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
-from app.llm.client import LLMClient
+from app.llm.protocol import ChatLLM, Sampling
 from app.rag.prompts import to_openai_messages
 
 CONDENSE_SYSTEM = (
@@ -48,13 +48,13 @@ def clean_rewrite(text: str) -> str:
     return _PREFIX.sub("", line).strip().strip('"').strip()
 
 
-async def condense_question(llm: LLMClient, turns: list[tuple[str, str]], question: str) -> Condensed:
+async def condense_question(llm: ChatLLM, turns: list[tuple[str, str]], question: str) -> Condensed:
     """The question as it stands alone; the question unchanged when there is no history."""
     history = history_messages(turns)
     if not history:
         return Condensed(question)
     messages = to_openai_messages(CONDENSE_PROMPT.format_messages(history=history, question=question))
-    completion = await llm.chat(messages, temperature=0.0, max_tokens=CONDENSE_MAX_TOKENS)
+    completion = await llm.chat(messages, **Sampling(0.0, CONDENSE_MAX_TOKENS).as_kwargs())
     rewritten = clean_rewrite(completion.text)
     # A small model sometimes answers instead, or returns nothing: keep the user's words then,
     # with the previous question in front so retrieval still sees the topic.

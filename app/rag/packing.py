@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from langchain_core.messages import BaseMessage
 
-from app.llm.client import LLMClient
+from app.llm.protocol import ChatLLM
 from app.rag.prompts import PromptMode, format_passages, render_messages, to_openai_messages
 from app.rag.retrieval import Passage
 
@@ -62,7 +62,7 @@ def sentences(text: str) -> list[str]:
 
 
 class ContextPacker:
-    def __init__(self, llm: LLMClient, configured_window: int):
+    def __init__(self, llm: ChatLLM, configured_window: int):
         self.llm = llm
         self.configured_window = configured_window
         self._window: int | None = None

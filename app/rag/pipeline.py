@@ -1,4 +1,9 @@
-"""The ask pipeline: retrieve, pack the prompt, generate, judge groundedness. One ``run()``.
+"""The ask pipeline: retrieve, pack the prompt, generate, judge groundedness.
+
+``run()`` answers at once; ``stream()`` yields the sources, the answer token by token, then the
+result. Both take the same steps: ``prepare`` (step-back question, retrieval, exemplars,
+packing), generation, and ``_result``, the one place that judges an answer and builds its
+``AskResult``.
 
 Strategies: ``direct`` answers at once; ``cot`` reasons step by step, then extracts the
 answer in a second call; ``step_back`` first writes a more general question and retrieves
@@ -8,12 +13,15 @@ for both. ``closed_book`` answers without retrieval; ``compare`` adds that answe
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 
-from app.llm.client import Completion, LLMClient, UnknownAdapter
+from app.llm.client import Completion, UnknownAdapter
+from app.llm.protocol import ChatLLM, Messages, Sampling
 from app.rag.grounding import SUPPORTED_OVERLAP, token_overlap
 from app.rag.packing import ContextPacker, PackedPrompt
 from app.rag.prompts import (
@@ -32,21 +40,26 @@ from app.rag.prompts import (
 from app.rag.retrieval import Passage, RetrievalOptions, Retriever
 from app.rag.shots import ExemplarSelector
 
+__all__ = [
+    "ANSWER_STOP",
+    "AnswerMode",
+    "AskPipeline",
+    "AskQuery",
+    "AskResult",
+    "ClosedBookAnswer",
+    "DoneEvent",
+    "PreparedPrompt",
+    "Sampling",  # defined in app.llm.protocol; an AskQuery carries one
+    "SourcesEvent",
+    "StreamEvent",
+    "TokenEvent",
+    "merge_passages",
+]
+
 
 class AnswerMode(StrEnum):
     rag = "rag"
     closed_book = "closed_book"
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    """Sent to the backend as is; ``stop`` None means ANSWER_STOP for the answer."""
-
-    temperature: float = 0.0
-    max_tokens: int = 256
-    top_p: float | None = None
-    seed: int | None = None
-    stop: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +68,11 @@ class AskQuery:
     collection: str
     top_k: int
     prompt_mode: PromptMode
-    temperature: float
-    max_tokens: int
+    sampling: Sampling = field(default_factory=Sampling)  # stop None: ANSWER_STOP
     strategy: Strategy = Strategy.direct
     mode: AnswerMode = AnswerMode.rag
     compare: bool = False
     shots: int | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stop: list[str] | None = None
     adapter: str | None = None  # a LoRA adapter served beside the base model
     retrieval: RetrievalOptions | None = None  # None: the retriever's defaults
 
@@ -122,6 +131,26 @@ class AskResult:
     top_score: float | None = None  # rag: the best retrieved similarity (see PreparedPrompt)
 
 
+@dataclass(frozen=True, slots=True)
+class SourcesEvent:
+    passages: list[Passage]
+    passages_dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoneEvent:
+    result: AskResult
+    time_to_first_token_ms: float | None
+
+
+StreamEvent = SourcesEvent | TokenEvent | DoneEvent
+
+
 # A short answer ends at its first blank line; small models otherwise go on to invent
 # further "passages" after the answer.
 ANSWER_STOP = ["\n\n"]
@@ -162,7 +191,7 @@ class AskPipeline:
         self,
         retriever: Retriever,
         packer: ContextPacker,
-        llm: LLMClient,
+        llm: ChatLLM,
         min_relevance: float,
         selector: ExemplarSelector | None = None,
         refusal_min_score: float = -1.0,
@@ -192,67 +221,90 @@ class AskPipeline:
         has_evidence = any(p.score >= self.min_relevance for p in passages)
         return has_evidence and not refused, refused
 
-    async def _chat(self, usage: _Usage, messages, query: AskQuery, **overrides) -> Completion:
-        options = {
-            "temperature": query.temperature,
-            "max_tokens": query.max_tokens,
-            "top_p": query.top_p,
-            "seed": query.seed,
-            "stop": query.stop or ANSWER_STOP,
-            "model": query.adapter,
-            **overrides,
-        }
-        return usage.add(await self.llm.chat(messages, **options))
+    # ---- the two ways to answer -------------------------------------------------------------
 
     async def run(self, query: AskQuery) -> AskResult:
         if query.adapter:
             await self.check_adapter(query.adapter)
         if query.mode is AnswerMode.closed_book:
             return await self._closed_book(query)
-        result = await self._rag(query)
+        usage = _Usage()
+        prepared = await self.prepare(query, usage)
+        generating = time.perf_counter()
+        answer, reasoning = await self._generate(query, prepared, usage)
+        result = self._result(query, usage, answer, generating, prepared, reasoning)
         if query.compare:
-            started = time.perf_counter()
-            closed = await self._closed_book(query)
-            overlap = token_overlap(closed.answer, result.sources)
-            has_evidence = any(p.score >= self.min_relevance for p in result.sources)
-            result.closed_book = ClosedBookAnswer(
-                answer=closed.answer,
-                grounded=has_evidence and not closed.refused and overlap >= SUPPORTED_OVERLAP,
-                refused=closed.refused,
-                token_overlap=overlap,
-            )
-            result.prompt_tokens += closed.prompt_tokens
-            result.completion_tokens += closed.completion_tokens
-            result.timings_ms["closed_book"] = _ms(time.perf_counter() - started)
-            result.timings_ms["total"] += result.timings_ms["closed_book"]
+            await self._add_closed_book(query, result)
         return result
 
-    async def _closed_book(self, query: AskQuery) -> AskResult:
-        started = time.perf_counter()
+    async def stream(self, query: AskQuery) -> AsyncIterator[StreamEvent]:
+        """``run()``'s steps for strategy direct in mode rag, as events: the sources, the
+        answer's tokens, then the result. Close the iterator to stop early: that closes the LLM
+        stream, which stops generation."""
+        if query.adapter:
+            await self.check_adapter(query.adapter)
         usage = _Usage()
-        messages = to_openai_messages(render_closed_book_messages(query.question))
-        completion = await self._chat(usage, messages, query)
-        refused = is_refusal(completion.text)
-        done = _ms(time.perf_counter() - started)
-        return AskResult(
-            answer=completion.text,
-            grounded=False,  # no passages: nothing to ground on
-            refused=refused,
-            sources=[],
-            passages_dropped=0,
-            prompt_mode=PromptMode.zero_shot,
-            model=usage.model,
-            prompt_tokens=usage.prompt,
-            completion_tokens=usage.completion,
-            finish_reason=usage.finish_reason,
-            timings_ms={"retrieve": 0.0, "pack": 0.0, "generate": done, "total": done},
-            strategy=Strategy.direct,
-            mode=AnswerMode.closed_book,
-        )
+        prepared = await self.prepare(query, usage)
+        packed = prepared.packed
+        yield SourcesEvent(packed.passages, packed.dropped)
+
+        generating = time.perf_counter()
+        first_token: float | None = None
+        if prepared.refuse_without_llm(self.refusal_min_score):
+            # The same answer run() gives when nothing retrieved is close enough: no LLM call.
+            answer = REFUSAL
+            yield TokenEvent(REFUSAL)
+        else:
+            pieces: list[str] = []
+            model, finish_reason = "", None
+            prompt_tokens = completion_tokens = None
+            stream = self.llm.chat_stream(
+                packed.messages, **self._sampling(query).as_kwargs(), model=query.adapter
+            )
+            try:
+                async for delta in stream:
+                    model = delta.model or model
+                    finish_reason = delta.finish_reason or finish_reason
+                    prompt_tokens = delta.prompt_tokens or prompt_tokens
+                    completion_tokens = delta.completion_tokens or completion_tokens
+                    text = delta.text if first_token is not None else delta.text.lstrip()
+                    if not text:
+                        continue
+                    # The non-streamed answer is stripped: the first token starts it the same way.
+                    first_token = first_token or time.perf_counter()
+                    pieces.append(text)
+                    yield TokenEvent(text)
+            finally:
+                # Also when cancelled (the client went away): closing the stream stops generation.
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+            answer = "".join(pieces).strip()
+            if completion_tokens is None:
+                # llama.cpp's server reports no usage when streaming, and a delta can hold several
+                # tokens: count the answer with the engine's own tokenizer.
+                completion_tokens = await self.packer.count(answer) if answer else 0
+            # Without reported usage, the packer's count is the prompt's size in the engine's tokens.
+            prompt_tokens = prompt_tokens or packed.prompt_tokens
+            usage.add(Completion(answer, model, prompt_tokens, completion_tokens, finish_reason))
+        result = self._result(query, usage, answer, generating, prepared)
+        yield DoneEvent(result, _ms(first_token - generating) if first_token else None)
+
+    # ---- the shared steps -------------------------------------------------------------------
+
+    @staticmethod
+    def _sampling(query: AskQuery, **changes) -> Sampling:
+        """The query's sampling for an answer (``stop`` ANSWER_STOP unless given), with changes."""
+        return query.sampling.but(**{"stop": query.sampling.stop or ANSWER_STOP, **changes})
+
+    async def _chat(
+        self, usage: _Usage, messages: Messages, query: AskQuery, sampling: Sampling | None = None
+    ) -> Completion:
+        sampling = sampling or self._sampling(query)
+        return usage.add(await self.llm.chat(messages, **sampling.as_kwargs(), model=query.adapter))
 
     async def prepare(self, query: AskQuery, usage: _Usage | None = None) -> PreparedPrompt:
-        """Everything before the answer is generated, shared with the streamed answer:
-        the step-back question, retrieval, exemplar choice and packing."""
+        """Everything before the answer is generated: the step-back question, retrieval,
+        exemplar choice and packing."""
         started = time.perf_counter()
         usage = usage or _Usage()
         timings: dict[str, float] = {}
@@ -263,8 +315,7 @@ class AskPipeline:
                 usage,
                 to_openai_messages(render_step_back_messages(query.question)),
                 query,
-                max_tokens=STEP_BACK_MAX_TOKENS,
-                stop=STEP_BACK_STOP,
+                self._sampling(query, max_tokens=STEP_BACK_MAX_TOKENS, stop=STEP_BACK_STOP),
             )
             step_back_question = clean_step_back_question(written.text) or None
             timings["step_back"] = _ms(time.perf_counter() - started)
@@ -297,51 +348,96 @@ class AskPipeline:
             )
 
         # cot's second prompt holds the reasoning too: reserve room for both generations.
-        reserve = query.max_tokens * (2 if query.strategy is Strategy.cot else 1)
+        reserve = query.sampling.max_tokens * (2 if query.strategy is Strategy.cot else 1)
         packed = await self.packer.pack(
             query.prompt_mode, query.question, passages, reserve, render=render
         )
         timings["pack"] = _ms(time.perf_counter() - retrieved)
         return PreparedPrompt(packed, passages, step_back_question, timings, started)
 
-    async def _rag(self, query: AskQuery) -> AskResult:
-        usage = _Usage()
-        prepared = await self.prepare(query, usage)
-        packed, timings, started = prepared.packed, dict(prepared.timings_ms), prepared.started
-        generating = time.perf_counter()
-
-        reasoning = None
+    async def _generate(
+        self, query: AskQuery, prepared: PreparedPrompt, usage: _Usage
+    ) -> tuple[str, str | None]:
+        """(answer, reasoning) for a prepared prompt, in one piece."""
         if prepared.refuse_without_llm(self.refusal_min_score):
-            answer = REFUSAL
-        elif query.strategy is Strategy.cot:
+            return REFUSAL, None
+        messages = prepared.packed.messages
+        if query.strategy is Strategy.cot:
             # Kojima et al. stage 1: reasoning, which may run over several paragraphs.
-            thought = await self._chat(usage, packed.messages, query, stop=None)
-            reasoning = thought.text
-            extracted = await self._chat(usage, cot_extract_messages(packed.messages, reasoning), query)
-            answer = extract_answer(extracted.text)
-        else:
-            answer = (await self._chat(usage, packed.messages, query)).text
-        done = time.perf_counter()
-        timings["generate"] = _ms(done - generating)
-        timings["total"] = _ms(done - started)
+            thought = await self._chat(usage, messages, query, self._sampling(query, stop=None))
+            extracted = await self._chat(usage, cot_extract_messages(messages, thought.text), query)
+            return extract_answer(extracted.text), thought.text
+        return (await self._chat(usage, messages, query)).text, None
 
-        grounded, refused = self.judge(answer, packed.passages)
+    async def _closed_book(self, query: AskQuery) -> AskResult:
+        started = time.perf_counter()
+        usage = _Usage()
+        messages = to_openai_messages(render_closed_book_messages(query.question))
+        completion = await self._chat(usage, messages, query)
+        return self._result(query, usage, completion.text, started, None)
+
+    async def _add_closed_book(self, query: AskQuery, result: AskResult) -> None:
+        """compare: the closed-book answer beside the RAG one, judged on the RAG passages."""
+        started = time.perf_counter()
+        closed = await self._closed_book(query)
+        overlap = token_overlap(closed.answer, result.sources)
+        has_evidence = any(p.score >= self.min_relevance for p in result.sources)
+        result.closed_book = ClosedBookAnswer(
+            answer=closed.answer,
+            grounded=has_evidence and not closed.refused and overlap >= SUPPORTED_OVERLAP,
+            refused=closed.refused,
+            token_overlap=overlap,
+        )
+        result.prompt_tokens += closed.prompt_tokens
+        result.completion_tokens += closed.completion_tokens
+        result.timings_ms["closed_book"] = _ms(time.perf_counter() - started)
+        result.timings_ms["total"] += result.timings_ms["closed_book"]
+
+    def _result(
+        self,
+        query: AskQuery,
+        usage: _Usage,
+        answer: str,
+        generating: float,
+        prepared: PreparedPrompt | None,
+        reasoning: str | None = None,
+    ) -> AskResult:
+        """The one place an answer is judged and its ``AskResult`` built. ``prepared`` None is
+        the closed-book answer: no passages, so nothing to ground it on."""
+        done = time.perf_counter()
+        generate = _ms(done - generating)
+        if prepared is None:
+            grounded, refused = False, is_refusal(answer)
+            passages: list[Passage] = []
+            dropped, step_back_question, overlap, top_score = 0, None, None, None
+            timings = {"retrieve": 0.0, "pack": 0.0, "generate": generate, "total": generate}
+        else:
+            passages, dropped = prepared.packed.passages, prepared.packed.dropped
+            grounded, refused = self.judge(answer, passages)
+            step_back_question, top_score = prepared.step_back_question, prepared.top_score
+            overlap = token_overlap(answer, passages)
+            timings = {
+                **prepared.timings_ms,
+                "generate": generate,
+                "total": _ms(done - prepared.started),
+            }
+        closed = prepared is None
         return AskResult(
             answer=answer,
             grounded=grounded,
             refused=refused,
-            sources=packed.passages,
-            passages_dropped=packed.dropped,
-            prompt_mode=query.prompt_mode,
+            sources=passages,
+            passages_dropped=dropped,
+            prompt_mode=PromptMode.zero_shot if closed else query.prompt_mode,
             model=usage.model or query.adapter or self.llm.model,
             prompt_tokens=usage.prompt,
             completion_tokens=usage.completion,
             finish_reason=usage.finish_reason,
             timings_ms=timings,
-            strategy=query.strategy,
-            mode=AnswerMode.rag,
+            strategy=Strategy.direct if closed else query.strategy,
+            mode=AnswerMode.closed_book if closed else AnswerMode.rag,
             reasoning=reasoning,
-            step_back_question=prepared.step_back_question,
-            token_overlap=token_overlap(answer, packed.passages),
-            top_score=prepared.top_score,
+            step_back_question=step_back_question,
+            token_overlap=overlap,
+            top_score=top_score,
         )

@@ -12,7 +12,7 @@ from enum import Enum
 import numpy as np
 
 from app.core.config import Settings
-from app.core.embeddings import EmbeddingModel
+from app.core.embeddings import Embedder
 from app.core.lexical import LexicalIndexMissing
 from app.core.store import CollectionCache, CollectionIndex
 
@@ -111,7 +111,7 @@ class Retriever:
     def __init__(
         self,
         collections: CollectionCache,
-        embedder: EmbeddingModel,
+        embedder: Embedder,
         defaults: RetrievalOptions | None = None,
     ):
         self.collections = collections

@@ -15,7 +15,7 @@ from app.api.schemas import (
     Source,
 )
 from app.api.streaming import stream_ask
-from app.rag.pipeline import AskQuery
+from app.rag.pipeline import AskQuery, Sampling
 
 router = APIRouter(prefix="/v1", tags=["ask"])
 
@@ -29,15 +29,17 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
         collection=body.collection,
         top_k=body.top_k or settings.top_k,
         prompt_mode=body.prompt_mode,
-        temperature=body.temperature,
-        max_tokens=body.max_tokens or settings.llm_default_max_tokens,
+        sampling=Sampling(
+            temperature=body.temperature,
+            max_tokens=body.max_tokens or settings.llm_default_max_tokens,
+            top_p=body.top_p,
+            seed=body.seed,
+            stop=body.stop,
+        ),
         strategy=body.strategy,
         mode=body.mode,
         compare=body.compare,
         shots=body.shots,
-        top_p=body.top_p,
-        seed=body.seed,
-        stop=body.stop,
         adapter=body.adapter or settings.collection_adapters.get(body.collection),
         retrieval=pipeline.retriever.options(body.retrieval, body.diversity),
     )

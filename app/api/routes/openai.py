@@ -35,8 +35,7 @@ from app.api.schemas import Source
 from app.api.streaming import data, guarded, sse_response, start_stream
 from app.llm.client import LLMError
 from app.rag.conversation import Condensed, condense_question
-from app.rag.pipeline import AskQuery
-from app.rag.streaming import DoneEvent, SourcesEvent, TokenEvent, stream_answer
+from app.rag.pipeline import AskQuery, DoneEvent, Sampling, SourcesEvent, TokenEvent
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -87,13 +86,15 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep):
         collection=collection,
         top_k=body.top_k or settings.top_k,
         prompt_mode=body.prompt_mode,
-        temperature=body.temperature if body.temperature is not None else 0.0,
-        max_tokens=body.answer_cap() or settings.llm_default_max_tokens,
+        sampling=Sampling(
+            temperature=body.temperature if body.temperature is not None else 0.0,
+            max_tokens=body.answer_cap() or settings.llm_default_max_tokens,
+        ),
         # the collection's LoRA adapter, as /v1/ask uses it
         adapter=settings.collection_adapters.get(collection),
     )
     if body.stream:
-        events = guarded(stream_answer(services.pipeline, query))
+        events = guarded(services.pipeline.stream(query))
         first = await start_stream(events)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return sse_response(_chunks(body, condensed, first, events, include_usage))
