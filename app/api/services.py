@@ -9,6 +9,7 @@ from app.core.embeddings import Embedder, load_embedding_model
 from app.core.store import CollectionCache, IndexStore
 from app.llm.client import LLMClient
 from app.llm.protocol import ChatLLM
+from app.rag.grounding import Grounder
 from app.rag.packing import ContextPacker
 from app.rag.pipeline import AskPipeline
 from app.rag.retrieval import RetrievalOptions, Retriever
@@ -57,6 +58,7 @@ class Services:
             # Embeds the exemplar bank once, here at start-up, when selection is by similarity.
             ExemplarSelector(settings.exemplar_selection, getattr(embedder, "embeddings", None)),
             settings.refusal_min_score,
+            Grounder.from_settings(settings, embedder),
         )
         # Uploads reuse the service's embedding model: it is loaded once per process.
         job = IngestJob(

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     # The embedding map projects at most this many chunks; above it, a sample.
     map_max_points: int = Field(1000, ge=50)
 
+    @property
+    def resolved_default_mode(self) -> str:
+        """``default_mode`` with auto resolved: extractive for the bundled SmolLM2-135M."""
+        if self.default_mode != "auto":
+            return self.default_mode
+        return "extractive" if self.llm_model == EMBEDDED_LLM_ALIAS else "rag"
+
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value):

@@ -48,6 +48,14 @@ class AnswerSource(StrEnum):
 # Extractive answers quote this many sentences (bench/extractive.py measures 1 and 2).
 QUOTE_SENTENCES = 2
 
+# The support threshold belongs to the embedding model whose cosines it compares (half of the
+# score); calibrated per model with bench/grounding.py, docs/grounding.md. Others: SUPPORT_MIN.
+SUPPORT_MIN_BY_MODEL: dict[str, float] = {}
+
+
+def support_min_for(model_id: str) -> float:
+    return SUPPORT_MIN_BY_MODEL.get(model_id, SUPPORT_MIN)
+
 
 @dataclass(frozen=True, slots=True)
 class Grounding:
@@ -113,6 +121,17 @@ class Grounder:
         self.min_relevance = min_relevance
         self.quote_sentences = quote_sentences
         self.selector = selector or SentenceSelector()
+
+    @classmethod
+    def from_settings(cls, settings, embedder) -> Grounder:
+        support_min = settings.support_min_score
+        return cls(
+            embedder,
+            on_unsupported=UnsupportedAnswer(settings.unsupported_answer),
+            support_min=support_min_for(embedder.model_id) if support_min is None else support_min,
+            min_relevance=settings.min_relevance,
+            quote_sentences=settings.quote_sentences,
+        )
 
     def refusal(self, question: str) -> Grounding:
         return Grounding(refusal_for(question), AnswerSource.refused, False, language_of(question))

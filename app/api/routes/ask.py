@@ -9,7 +9,6 @@ from app.api.deps import AskPipelineDep, SettingsDep
 from app.api.schemas import (
     AskRequest,
     AskResponse,
-    ClosedBookAnswer,
     RetrieveRequest,
     RetrieveResponse,
     Source,
@@ -37,7 +36,7 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
             stop=body.stop,
         ),
         strategy=body.strategy,
-        mode=body.mode,
+        mode=body.answer_mode(settings),
         compare=body.compare,
         shots=body.shots,
         adapter=body.adapter or settings.collection_adapters.get(body.collection),
@@ -47,26 +46,7 @@ async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep)
         return await stream_ask(pipeline, query)
     result = await pipeline.run(query)
     metrics.observe_answer(result)
-    return AskResponse(
-        answer=result.answer,
-        grounded=result.grounded,
-        refused=result.refused,
-        sources=[Source.model_validate(p, from_attributes=True) for p in result.sources],
-        passages_dropped=result.passages_dropped,
-        prompt_mode=result.prompt_mode,
-        strategy=result.strategy,
-        mode=result.mode,
-        reasoning=result.reasoning,
-        step_back_question=result.step_back_question,
-        token_overlap=result.token_overlap,
-        closed_book=ClosedBookAnswer.model_validate(result.closed_book, from_attributes=True)
-        if result.closed_book
-        else None,
-        top_score=result.top_score,
-        model=result.model,
-        usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
-        timings_ms=result.timings_ms,
-    )
+    return AskResponse.from_result(result)
 
 
 @router.post("/retrieve", response_model=RetrieveResponse)
