@@ -11,6 +11,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas import Source
+from app.core.config import Settings
+from app.rag.conversation import Condensed
+from app.rag.pipeline import AskQuery, AskResult, Sampling
 from app.rag.prompts import PromptMode
 
 MODEL_PREFIX = "ragqa/"
@@ -63,6 +66,26 @@ class ChatCompletionRequest(BaseModel):
         # LangChain's ChatOpenAI sends max_completion_tokens; the openai SDK either.
         return self.max_completion_tokens or self.max_tokens
 
+    def turns(self) -> list[tuple[str, str]]:
+        """(role, text) of the user and assistant messages, in order."""
+        return [(m.role, m.text()) for m in self.messages if m.role in ("user", "assistant")]
+
+    def to_query(self, settings: Settings, question: str) -> AskQuery:
+        """The pipeline's query for ``question`` (the last user message made standalone)."""
+        collection = self.collection()
+        return AskQuery(
+            question=question,
+            collection=collection,
+            top_k=self.top_k or settings.top_k,
+            prompt_mode=self.prompt_mode,
+            sampling=Sampling(
+                temperature=self.temperature if self.temperature is not None else 0.0,
+                max_tokens=self.answer_cap() or settings.llm_default_max_tokens,
+            ),
+            # the collection's LoRA adapter, as /v1/ask uses it
+            adapter=settings.collection_adapters.get(collection),
+        )
+
 
 class ModelCard(BaseModel):
     id: str
@@ -88,6 +111,14 @@ class UsageInfo(BaseModel):
             completion_tokens=completion_tokens,
             total_tokens=prompt_tokens + completion_tokens,
         )
+
+
+def total_usage(result: AskResult, condensed: Condensed) -> UsageInfo:
+    """The answer's tokens plus those spent condensing the chat history."""
+    return UsageInfo.of(
+        result.prompt_tokens + condensed.prompt_tokens,
+        result.completion_tokens + condensed.completion_tokens,
+    )
 
 
 class RagqaInfo(BaseModel):
@@ -126,6 +157,29 @@ class ChatCompletionResponse(BaseModel):
     usage: UsageInfo
     sources: list[Source]
     ragqa: RagqaInfo
+
+    @classmethod
+    def from_result(cls, model: str, result: AskResult, condensed: Condensed) -> ChatCompletionResponse:
+        return cls(
+            model=model,
+            choices=[
+                ChatCompletionChoice(
+                    message=AssistantMessage(content=result.answer),
+                    finish_reason=result.finish_reason or "stop",
+                )
+            ],
+            usage=total_usage(result, condensed),
+            sources=Source.of(result.sources),
+            ragqa=RagqaInfo(
+                standalone_question=condensed.question,
+                grounded=result.grounded,
+                refused=result.refused,
+                prompt_mode=result.prompt_mode,
+                llm_model=result.model,
+                passages_dropped=result.passages_dropped,
+                timings_ms=result.timings_ms,
+            ),
+        )
 
 
 class DeltaMessage(BaseModel):

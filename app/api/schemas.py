@@ -1,4 +1,5 @@
-"""Request and response bodies of the REST API (the contract in DESIGN.md)."""
+"""Request and response bodies of the REST API, and their mapping to and from the pipeline's
+types: ``AskRequest.to_query`` and ``AskResponse.from_result``."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from app.core.config import Settings
 from app.core.store import COLLECTION_NAME_PATTERN
 from app.rag.grounding import AnswerSource
 from app.rag.language import Language
-from app.rag.pipeline import AnswerMode
+from app.rag.pipeline import AnswerMode, AskQuery, AskResult, Sampling
 from app.rag.prompts import PromptMode, Strategy, exemplar_bank
-from app.rag.retrieval import RetrievalMode
+from app.rag.retrieval import Passage, RetrievalMode, RetrievalOptions
+
+# The longest question any route takes: /v1/ask, /v1/retrieve, the map, the chat's last message.
+MAX_QUESTION_CHARS = 4000
 
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 Question = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUESTION_CHARS),
     Field(description="1-4,000 characters after stripping", examples=["What is ragqa?"]),
 ]
 
@@ -34,6 +38,10 @@ class RetrieveRequest(BaseModel):
     diversity: float | None = Field(
         None, ge=0.0, le=1.0, description="MMR re-ranking: 0 = off, higher = fewer near-duplicates"
     )
+
+    def retrieval_options(self, settings: Settings) -> RetrievalOptions:
+        """The service's retrieval settings with this request's overrides."""
+        return RetrievalOptions.from_settings(settings).but(self.retrieval, self.diversity)
 
 
 StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -105,6 +113,29 @@ class AskRequest(RetrieveRequest):
             return AnswerMode.rag
         return default
 
+    def to_query(self, settings: Settings) -> AskQuery:
+        """The pipeline's query: unset fields from the settings, and the collection's LoRA
+        adapter (RAGQA_COLLECTION_ADAPTERS) when the request names none."""
+        return AskQuery(
+            question=self.question,
+            collection=self.collection,
+            top_k=self.top_k or settings.top_k,
+            prompt_mode=self.prompt_mode,
+            sampling=Sampling(
+                temperature=self.temperature,
+                max_tokens=self.max_tokens or settings.llm_default_max_tokens,
+                top_p=self.top_p,
+                seed=self.seed,
+                stop=self.stop,
+            ),
+            strategy=self.strategy,
+            mode=self.answer_mode(settings),
+            compare=self.compare,
+            shots=self.shots,
+            adapter=self.adapter or settings.collection_adapters.get(self.collection),
+            retrieval=self.retrieval_options(settings),
+        )
+
 
 class Source(BaseModel):
     id: int
@@ -113,6 +144,10 @@ class Source(BaseModel):
     score: float = Field(description="cosine similarity to the question, in every retrieval mode")
     rank: int
     page: int | None = Field(None, description="for PDFs: the page the passage starts on")
+
+    @classmethod
+    def of(cls, passages: list[Passage]) -> list[Source]:
+        return [cls.model_validate(p, from_attributes=True) for p in passages]
 
 
 class Citation(BaseModel):
@@ -204,8 +239,8 @@ class AskResponse(BaseModel):
     timings_ms: Timings
 
     @classmethod
-    def from_result(cls, result) -> AskResponse:
-        """From the pipeline's ``AskResult``; the one mapping, for /v1/ask and its done event."""
+    def from_result(cls, result: AskResult) -> AskResponse:
+        closed_book = result.closed_book
         return cls(
             answer=result.answer,
             grounded=result.grounded,
@@ -216,20 +251,20 @@ class AskResponse(BaseModel):
             supported_share=result.supported_share,
             language=result.language,
             generated_answer=result.generated_answer,
-            sources=[Source.model_validate(p, from_attributes=True) for p in result.sources],
+            sources=Source.of(result.sources),
             passages_dropped=result.passages_dropped,
             prompt_mode=result.prompt_mode,
             strategy=result.strategy,
             mode=result.mode,
             reasoning=result.reasoning,
             step_back_question=result.step_back_question,
-            closed_book=ClosedBookAnswer.model_validate(result.closed_book, from_attributes=True)
-            if result.closed_book
+            closed_book=ClosedBookAnswer.model_validate(closed_book, from_attributes=True)
+            if closed_book
             else None,
             top_score=result.top_score,
             model=result.model,
             usage=Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
-            timings_ms=Timings(**result.timings_ms),
+            timings_ms=Timings.model_validate(result.timings_ms),
         )
 
 

@@ -66,7 +66,7 @@ async def ask_events(first: StreamEvent, events: AsyncIterator) -> AsyncIterator
     (usage and timings) or ``error``."""
     from app.api.schemas import AskResponse, Source
 
-    sources = [Source.model_validate(p, from_attributes=True).model_dump() for p in first.passages]
+    sources = [s.model_dump() for s in Source.of(first.passages)]
     yield {"event": "sources", **data({"sources": sources, "passages_dropped": first.passages_dropped})}
     async for event in events:
         if isinstance(event, TokenEvent):

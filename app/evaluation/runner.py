@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from app.evaluation import metrics
+from app.rag.pipeline import AnswerMode
 from app.rag.prompts import PromptMode, Strategy, is_refusal
 
 # Retrieval is scored to this depth whatever top_k the answers use: hit@1..10 and MRR@10.
@@ -128,6 +129,25 @@ class Backend(Protocol):
     async def describe(self, collection: str) -> dict: ...
 
 
+def ask_fields(question: str, config: EvalConfig, closed_book: bool) -> dict[str, Any]:
+    """The /v1/ask request of one evaluation answer, the same for both backends."""
+    fields: dict[str, Any] = {
+        "question": question,
+        "collection": config.collection,
+        "top_k": config.top_k,
+        "prompt_mode": config.prompt_mode,
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+        "strategy": config.strategy,
+    }
+    if config.shots is not None:
+        fields["shots"] = config.shots
+    if closed_book:  # nothing is retrieved, so top_k would be refused
+        fields.update(mode=AnswerMode.closed_book, strategy=Strategy.direct)
+        del fields["top_k"]
+    return fields
+
+
 class InProcessBackend:
     """The pipeline objects the API serves with, called directly."""
 
@@ -139,34 +159,14 @@ class InProcessBackend:
         return [asdict(p) for p in passages]
 
     async def ask(self, question: str, config: EvalConfig, closed_book: bool) -> dict:
-        from app.rag.pipeline import AnswerMode, AskQuery, Sampling
+        from app.api.schemas import AskRequest, AskResponse
 
-        result = await self.services.pipeline.run(
-            AskQuery(
-                question=question,
-                collection=config.collection,
-                top_k=config.top_k,
-                prompt_mode=config.prompt_mode,
-                sampling=Sampling(temperature=config.temperature, max_tokens=config.max_tokens),
-                strategy=Strategy.direct if closed_book else config.strategy,
-                shots=config.shots,
-                mode=AnswerMode.closed_book if closed_book else AnswerMode.rag,
-            )
-        )
-        return {
-            "answer": result.answer,
-            "refused": result.refused,
-            "sources": [asdict(p) for p in result.sources],
-            "model": result.model,
-            "usage": {
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-            },
-            "timings_ms": result.timings_ms,
-            "top_score": result.top_score,
-            "reasoning": result.reasoning,
-            "step_back_question": result.step_back_question,
-        }
+        # The body the HTTP backend posts, mapped as /v1/ask maps it. Built without validation
+        # so the question reaches the pipeline as written (the API strips it).
+        request = AskRequest.model_construct(**ask_fields(question, config, closed_book))
+        result = await self.services.pipeline.run(request.to_query(self.services.settings))
+        # exclude_none: the reply holds what the API's JSON holds, less its empty fields.
+        return AskResponse.from_result(result).model_dump(mode="json", exclude_none=True)
 
     async def describe(self, collection: str) -> dict:
         store = self.services.store
@@ -210,22 +210,7 @@ class HttpBackend:
         return (await self._post("/v1/retrieve", body))["passages"]
 
     async def ask(self, question: str, config: EvalConfig, closed_book: bool) -> dict:
-        body = {
-            "question": question,
-            "collection": config.collection,
-            "top_k": config.top_k,
-            "prompt_mode": str(config.prompt_mode),
-            "temperature": config.temperature,
-            "max_tokens": config.max_tokens,
-            "strategy": str(config.strategy),
-        }
-        if config.shots is not None:
-            body["shots"] = config.shots
-        if closed_book:  # nothing is retrieved, so top_k would be refused
-            body["mode"] = "closed_book"
-            body["strategy"] = str(Strategy.direct)
-            del body["top_k"]
-        return await self._post("/v1/ask", body)
+        return await self._post("/v1/ask", ask_fields(question, config, closed_book))
 
     async def describe(self, collection: str) -> dict:
         try:

@@ -9,24 +9,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
 
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 from langchain_core.prompts import ChatPromptTemplate, FewShotChatMessagePromptTemplate
 
+from app.rag.modes import PromptMode, Strategy
 
-class PromptMode(StrEnum):
-    zero_shot = "zero_shot"
-    one_shot = "one_shot"
-    few_shot = "few_shot"
-
-
-class Strategy(StrEnum):
-    direct = "direct"  # answer straight away
-    cot = "cot"  # Kojima et al.: reason "step by step", then extract the answer in a second call
-    step_back = "step_back"  # Zheng et al.: ask a more general question first, retrieve for both
 
 
 # The one sentence the model is told to give when the passages lack the answer.

@@ -40,6 +40,11 @@ class RetrievalOptions:
     # How many candidates each ranking contributes before fusion and MMR (at least top_k).
     candidates: int = 30
 
+    def but(self, mode: RetrievalMode | None = None, diversity: float | None = None) -> RetrievalOptions:
+        """These options with a request's overrides (None keeps the value here)."""
+        changes = {"mode": mode, "diversity": diversity}
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrievalOptions:
         return cls(
@@ -122,8 +127,7 @@ class Retriever:
         self, mode: RetrievalMode | None = None, diversity: float | None = None
     ) -> RetrievalOptions:
         """The defaults with a request's overrides (None keeps the default)."""
-        changes = {"mode": mode, "diversity": diversity}
-        return replace(self.defaults, **{k: v for k, v in changes.items() if v is not None})
+        return self.defaults.but(mode, diversity)
 
     def run(
         self,

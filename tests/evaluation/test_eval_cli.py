@@ -196,9 +196,9 @@ def test_strategy_over_http_reaches_the_server(squad_server, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--strategy", "ponder"], "unknown strategy"),
+        (["--strategy", "ponder"], "'ponder' is not one of"),
         (["--refusal-min-score", "0.3", "--url", "http://127.0.0.1:9"], "in-process"),
-        (["--refusal-min-score", "2"], "[-1, 1]"),
+        (["--refusal-min-score", "2"], "Invalid value for '--refusal-min-score'"),
     ],
 )
 def test_bad_eval_options_are_clear_errors(squad_index, tmp_path, args, message):

@@ -6,15 +6,8 @@ from fastapi import APIRouter
 
 from app.api import metrics
 from app.api.deps import AskPipelineDep, SettingsDep
-from app.api.schemas import (
-    AskRequest,
-    AskResponse,
-    RetrieveRequest,
-    RetrieveResponse,
-    Source,
-)
+from app.api.schemas import AskRequest, AskResponse, RetrieveRequest, RetrieveResponse, Source
 from app.api.streaming import stream_ask
-from app.rag.pipeline import AskQuery, Sampling
 
 router = APIRouter(prefix="/v1", tags=["ask"])
 
@@ -23,25 +16,7 @@ router = APIRouter(prefix="/v1", tags=["ask"])
 async def ask(body: AskRequest, pipeline: AskPipelineDep, settings: SettingsDep) -> AskResponse:
     """Answer a question from the collection's documents, with the passages behind the answer.
     With ``stream: true``, server-sent events: ``sources``, ``token``..., then ``done``."""
-    query = AskQuery(
-        question=body.question,
-        collection=body.collection,
-        top_k=body.top_k or settings.top_k,
-        prompt_mode=body.prompt_mode,
-        sampling=Sampling(
-            temperature=body.temperature,
-            max_tokens=body.max_tokens or settings.llm_default_max_tokens,
-            top_p=body.top_p,
-            seed=body.seed,
-            stop=body.stop,
-        ),
-        strategy=body.strategy,
-        mode=body.answer_mode(settings),
-        compare=body.compare,
-        shots=body.shots,
-        adapter=body.adapter or settings.collection_adapters.get(body.collection),
-        retrieval=pipeline.retriever.options(body.retrieval, body.diversity),
-    )
+    query = body.to_query(settings)
     if body.stream:
         return await stream_ask(pipeline, query)
     result = await pipeline.run(query)
@@ -56,12 +31,7 @@ async def retrieve(
     """The passages most similar to the question, without asking the LLM."""
     started = time.perf_counter()
     passages = await pipeline.retrieve(
-        body.question,
-        body.collection,
-        body.top_k or settings.top_k,
-        pipeline.retriever.options(body.retrieval, body.diversity),
+        body.question, body.collection, body.top_k or settings.top_k, body.retrieval_options(settings)
     )
     metrics.observe_retrieval(time.perf_counter() - started)
-    return RetrieveResponse(
-        passages=[Source.model_validate(p, from_attributes=True) for p in passages]
-    )
+    return RetrieveResponse(passages=Source.of(passages))

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ServicesDep
-from app.api.schemas import CollectionName
+from app.api.schemas import MAX_QUESTION_CHARS, CollectionName
 from app.viz.embedding_map import MapCache
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 QuestionParam = Annotated[
-    str | None, Query(min_length=1, max_length=4000, description="ring the chunks retrieved for it")
+    str | None,
+    Query(min_length=1, max_length=MAX_QUESTION_CHARS, description="ring the chunks retrieved for it"),
 ]
 
 

@@ -18,8 +18,6 @@ from app.api import metrics
 from app.api.deps import ServicesDep
 from app.api.openai_schemas import (
     MODEL_PREFIX,
-    AssistantMessage,
-    ChatCompletionChoice,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -28,18 +26,16 @@ from app.api.openai_schemas import (
     ModelCard,
     ModelList,
     RagqaInfo,
-    UsageInfo,
     completion_id,
+    total_usage,
 )
-from app.api.schemas import Source
+from app.api.schemas import MAX_QUESTION_CHARS, Source
 from app.api.streaming import data, guarded, sse_response, start_stream
 from app.llm.client import LLMError
 from app.rag.conversation import Condensed, condense_question
-from app.rag.pipeline import AskQuery, DoneEvent, Sampling, SourcesEvent, TokenEvent
+from app.rag.pipeline import DoneEvent, SourcesEvent, TokenEvent
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-MAX_QUESTION_CHARS = 4000
 
 
 @router.get("/models", response_model=ModelList)
@@ -61,38 +57,21 @@ def _invalid(field: str, message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
 
 
-def _sources(passages) -> list[Source]:
-    return [Source.model_validate(p, from_attributes=True) for p in passages]
-
-
 @router.post("/chat/completions", response_model=ChatCompletionResponse)
 async def chat_completions(body: ChatCompletionRequest, services: ServicesDep):
     """OpenAI chat completions, answered from the collection; ``stream: true`` for SSE chunks."""
-    turns = [(m.role, m.text()) for m in body.messages if m.role in ("user", "assistant")]
+    turns = body.turns()
     if not turns or turns[-1][0] != "user" or not turns[-1][1]:
         raise _invalid("messages", "the last message must be a non-empty user message")
     question = turns[-1][1]
     if len(question) > MAX_QUESTION_CHARS:
         raise _invalid("messages", f"the last user message is over {MAX_QUESTION_CHARS} characters")
-    collection = body.collection()
     # An unknown model is a 404 before any LLM time is spent.
-    await run_in_threadpool(services.collections.get, collection)
+    await run_in_threadpool(services.collections.get, body.collection())
 
     condensed = await condense_question(services.llm, turns[:-1], question)
     metrics.observe_tokens(condensed.prompt_tokens, condensed.completion_tokens)
-    settings = services.settings
-    query = AskQuery(
-        question=condensed.question,
-        collection=collection,
-        top_k=body.top_k or settings.top_k,
-        prompt_mode=body.prompt_mode,
-        sampling=Sampling(
-            temperature=body.temperature if body.temperature is not None else 0.0,
-            max_tokens=body.answer_cap() or settings.llm_default_max_tokens,
-        ),
-        # the collection's LoRA adapter, as /v1/ask uses it
-        adapter=settings.collection_adapters.get(collection),
-    )
+    query = body.to_query(services.settings, condensed.question)
     if body.stream:
         events = guarded(services.pipeline.stream(query))
         first = await start_stream(events)
@@ -101,29 +80,7 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep):
 
     result = await services.pipeline.run(query)
     metrics.observe_answer(result)
-    return ChatCompletionResponse(
-        model=body.model,
-        choices=[
-            ChatCompletionChoice(
-                message=AssistantMessage(content=result.answer),
-                finish_reason=result.finish_reason or "stop",
-            )
-        ],
-        usage=UsageInfo.of(
-            result.prompt_tokens + condensed.prompt_tokens,
-            result.completion_tokens + condensed.completion_tokens,
-        ),
-        sources=_sources(result.sources),
-        ragqa=RagqaInfo(
-            standalone_question=condensed.question,
-            grounded=result.grounded,
-            refused=result.refused,
-            prompt_mode=result.prompt_mode,
-            llm_model=result.model,
-            passages_dropped=result.passages_dropped,
-            timings_ms=result.timings_ms,
-        ),
-    )
+    return ChatCompletionResponse.from_result(body.model, result, condensed)
 
 
 async def _chunks(
@@ -148,7 +105,7 @@ async def _chunks(
         prompt_mode=body.prompt_mode,
         passages_dropped=first.passages_dropped,
     )
-    yield chunk(DeltaMessage(role="assistant", content=""), sources=_sources(first.passages), ragqa=info)
+    yield chunk(DeltaMessage(role="assistant", content=""), sources=Source.of(first.passages), ragqa=info)
     async for event in events:
         if isinstance(event, TokenEvent):
             yield chunk(DeltaMessage(content=event.text))
@@ -164,10 +121,7 @@ async def _chunks(
             )
             yield chunk(DeltaMessage(), result.finish_reason or "stop", ragqa=done_info)
             if include_usage:
-                usage = UsageInfo.of(
-                    result.prompt_tokens + condensed.prompt_tokens,
-                    result.completion_tokens + condensed.completion_tokens,
-                )
+                usage = total_usage(result, condensed)
                 yield data(
                     ChatCompletionChunk(
                         id=chunk_id, created=created, model=body.model, choices=[], usage=usage

@@ -1,0 +1,72 @@
+"""`ragqa ingest`: sync a folder into a collection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.cli.common import IndexDirOption, cli, err, settings_for
+
+
+@cli.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="folder of documents to ingest")],
+    collection: Annotated[str, typer.Option(help="collection to write")] = "default",
+    index_dir: IndexDirOption = None,
+    prune: Annotated[bool, typer.Option(help="remove documents gone from the folder")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="end with the summary as one JSON line")] = False,
+    outliers: Annotated[bool, typer.Option(help="also report chunks far from every other chunk")] = False,
+) -> None:
+    """Sync a folder into a collection: add, update and delete only what changed."""
+    from app.core.store import IndexStore, StoreError
+    from app.wiring import build_embedder, build_ingest_job
+    from ingest.run import IngestError, IngestProgress
+
+    settings = settings_for(index_dir)
+    # Loaded when the first chunk needs embedding: re-ingesting an unchanged folder takes a second.
+    embedder = build_embedder(settings, lazy=True)
+    job = build_ingest_job(settings, IndexStore(settings.index_dir), embedder)
+    progress = Progress(
+        TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err,
+    )  # fmt: skip
+    files_task = progress.add_task("files", total=None)
+    chunks_task = progress.add_task("chunks", total=None)
+
+    def on_progress(p: IngestProgress) -> None:
+        progress.update(files_task, completed=p.files_done, total=p.files_total)
+        progress.update(chunks_task, completed=p.chunks_done)
+
+    try:
+        with progress:
+            summary = job.run(path, collection, prune=prune, outliers=outliers, on_progress=on_progress)
+    except (IngestError, StoreError, ValueError) as exc:
+        err.print(f"[red]ingest failed:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+
+    table = Table(title=f"ingested {path} into {collection!r}")
+    for column in ("added", "updated", "unchanged", "deleted", "skipped", "chunks", "seconds"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(str(x) for x in (summary.added, summary.updated, summary.unchanged, summary.deleted)),
+        str(len(summary.skipped)), str(summary.chunks), f"{summary.seconds:.1f}",
+    )  # fmt: skip
+    out = Console(stderr=as_json)  # keep stdout's last line for the JSON summary
+    out.print(table)
+    for skipped in summary.skipped:
+        out.print(f"  skipped {skipped['path']}: {skipped['reason']}")
+    if summary.near_duplicate_pairs:
+        out.print(f"  {summary.near_duplicate_pairs} near-duplicate chunk pairs across documents (cosine >= 0.98):")
+        for pair in summary.near_duplicates[:10]:
+            a, b = pair["a"], pair["b"]
+            out.print(f"    {pair['score']:.3f}  {a['doc']} @{a['start']}  ~  {b['doc']} @{b['start']}")
+    for outlier in summary.outliers or []:
+        out.print(f"  outlier {outlier['doc']} @{outlier['start']}: nearest chunk cosine {outlier['nearest_cosine']:.3f}")
+    if as_json:
+        print(json.dumps(summary.to_dict(), ensure_ascii=False))

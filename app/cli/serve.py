@@ -1,0 +1,53 @@
+"""`ragqa serve`: the API, with the embedded LLM unless RAGQA_LLM_BASE_URL names one."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from app.cli.common import cli, err
+from app.core.config import get_settings
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Start the API. Without RAGQA_LLM_BASE_URL, start the embedded LLM server first."""
+    import uvicorn
+
+    from app.api.main import create_app
+    from app.llm.embedded import EmbeddedLLMError
+    from app.wiring import running_llm
+
+    from app.api.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(log_level, settings.log_format)
+    embedded = settings.llm_base_url is None
+    # Until uvicorn takes over signal handling, make SIGTERM unwind so the child is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        if embedded:
+            err.print("starting the embedded LLM server")
+        with running_llm(settings) as ready:  # the same embedded server `ragqa eval` starts
+            if embedded:
+                err.print(f"embedded LLM ready at {ready.llm_base_url}")
+            # log_config=None: uvicorn keeps the JSON logging configured above.
+            # A bounded graceful shutdown: an answer in flight must not hold SIGTERM up for minutes.
+            uvicorn.run(
+                create_app(ready),
+                host=host,
+                port=port,
+                log_level=log_level,
+                log_config=None,
+                timeout_graceful_shutdown=10,
+            )
+    except EmbeddedLLMError as exc:
+        err.print(f"[red]cannot start the embedded LLM:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc

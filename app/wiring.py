@@ -1,0 +1,125 @@
+"""The composition root: every object ragqa runs with is built here, from the settings.
+
+``Services.build`` (the API), the ``ragqa`` commands (ingest, serve, eval, map) and the tests
+call these functions, so the ingest job, the retriever, the pipeline and the LLM's lifecycle
+are made one way wherever they are used. Heavy imports stay inside the functions: a no-op
+``ragqa ingest`` must not load LangChain or the LLM client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from app.core.config import Settings
+
+if TYPE_CHECKING:
+    from app.api.services import Services
+    from app.core.embeddings import Embedder
+    from app.core.store import CollectionCache, IndexStore
+    from app.llm.protocol import ChatLLM
+    from app.rag.pipeline import AskPipeline
+    from app.rag.retrieval import Retriever
+    from ingest.run import IngestJob
+
+# Where a run that never calls the LLM (eval --retrieval-only) says the LLM would be.
+UNUSED_LLM_URL = "http://127.0.0.1:9/v1"
+
+
+def build_embedder(settings: Settings, *, lazy: bool = False) -> Embedder:
+    """The embedding model, loaded once per process; ``lazy``: on first use (ingest)."""
+    from app.core.embeddings import LazyEmbeddingModel, load_embedding_model
+
+    if lazy:
+        return LazyEmbeddingModel(settings.embedding_model, settings.embedding_batch_size)
+    return load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
+
+
+def build_ingest_job(settings: Settings, store: IndexStore, embedder: Embedder) -> IngestJob:
+    from ingest.run import IngestJob
+    from ingest.splitting import TextSplitter
+
+    return IngestJob(
+        store,
+        embedder,
+        TextSplitter(settings.chunk_size, settings.chunk_overlap),
+        max_file_bytes=settings.ingest_max_file_bytes,
+    )
+
+
+def build_retriever(settings: Settings, collections: CollectionCache, embedder: Embedder) -> Retriever:
+    """Retrieval with the service's defaults (RAGQA_RETRIEVAL_MODE and the rest)."""
+    from app.rag.retrieval import RetrievalOptions, Retriever
+
+    return Retriever(collections, embedder, RetrievalOptions.from_settings(settings))
+
+
+def build_llm_client(settings: Settings) -> ChatLLM:
+    from app.llm.client import LLMClient
+
+    if settings.llm_base_url is None:
+        raise ValueError(
+            "RAGQA_LLM_BASE_URL is unset: start the service with `ragqa serve`, "
+            "which starts the embedded LLM, or point it at an OpenAI-compatible server"
+        )
+    return LLMClient(
+        str(settings.llm_base_url),
+        settings.llm_model,
+        api_key=settings.llm_api_key,
+        timeout_s=settings.llm_timeout_s,
+        connect_timeout_s=settings.llm_connect_timeout_s,
+    )
+
+
+def build_pipeline(
+    settings: Settings, collections: CollectionCache, embedder: Embedder, llm: ChatLLM
+) -> AskPipeline:
+    from app.rag.grounding import Grounder
+from app.rag.packing import ContextPacker
+    from app.rag.pipeline import AskPipeline
+    from app.rag.shots import ExemplarSelector
+
+    return AskPipeline(
+        build_retriever(settings, collections, embedder),
+        ContextPacker(llm, settings.llm_context_window),
+        llm,
+        settings.min_relevance,
+        # Embeds the exemplar bank once, here at start-up, when selection is by similarity.
+        ExemplarSelector(settings.exemplar_selection, getattr(embedder, "embeddings", None)),
+        settings.refusal_min_score,
+        Grounder.from_settings(settings, embedder),
+    )
+
+
+def build_services(
+    settings: Settings, *, llm: ChatLLM | None = None, embedder: Embedder | None = None
+) -> Services:
+    """What one service process shares between requests; the real models unless given."""
+    from app.api.services import Services
+    from app.core.store import CollectionCache, IndexStore
+    from ingest.documents import DocumentService
+
+    llm = llm or build_llm_client(settings)
+    embedder = embedder or build_embedder(settings)
+    store = IndexStore(settings.index_dir)
+    collections = CollectionCache(store)
+    # Uploads reuse the service's embedding model: it is loaded once per process.
+    job = build_ingest_job(settings, store, embedder)
+    documents = DocumentService(job, settings.upload_max_bytes, settings.upload_max_files)
+    ask = build_pipeline(settings, collections, embedder, llm)
+    return Services(settings, store, collections, embedder, llm, ask, documents)
+
+
+@contextmanager
+def running_llm(settings: Settings, *, needed: bool = True) -> Iterator[Settings]:
+    """The settings with an LLM to talk to: RAGQA_LLM_BASE_URL as given, or the embedded
+    llama.cpp server started now and stopped on exit. ``ragqa serve`` and ``ragqa eval`` both
+    start it here. ``needed`` False: nothing will call the LLM, so none is started."""
+    if not needed:
+        yield settings.model_copy(update={"llm_base_url": settings.llm_base_url or UNUSED_LLM_URL})
+        return
+    from app.llm.embedded import llm_for
+
+    with llm_for(settings) as ready:
+        yield ready
