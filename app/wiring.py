@@ -76,7 +76,7 @@ def build_pipeline(
     settings: Settings, collections: CollectionCache, embedder: Embedder, llm: ChatLLM
 ) -> AskPipeline:
     from app.rag.grounding import Grounder
-from app.rag.packing import ContextPacker
+    from app.rag.packing import ContextPacker
     from app.rag.pipeline import AskPipeline
     from app.rag.shots import ExemplarSelector
 

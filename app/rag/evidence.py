@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.core.lexical import tokenize
+from app.core.lexical import is_korean, tokenize
 from app.core.sentences import split_sentences
 from app.rag.retrieval import Passage
 
@@ -38,6 +38,14 @@ class EvidenceSentence:
     text: str
 
 
+def _is_statement(text: str) -> bool:
+    """Headings, titles and labels answer nothing: a Markdown heading, or under three words
+    (two for Korean, whose words carry their particles)."""
+    if text.lstrip().startswith("#"):
+        return False
+    return len(text.split()) >= (2 if is_korean(text) else 3)
+
+
 def passage_sentences(passages: Sequence[Passage]) -> list[EvidenceSentence]:
     """Every sentence of the passages, in rank order; a sentence repeated by overlapping chunks
     is kept once, where it ranks best."""
@@ -47,7 +55,7 @@ def passage_sentences(passages: Sequence[Passage]) -> list[EvidenceSentence]:
         for start, end in split_sentences(passage.text):
             text = passage.text[start:end]
             key = " ".join(text.split()).lower()
-            if key in seen:
+            if key in seen or not _is_statement(text):
                 continue
             seen.add(key)
             out.append(EvidenceSentence(passage.id, passage.rank, start, end, text))
