@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from app.core.config import Settings
 from app.core.store import COLLECTION_NAME_PATTERN
+from app.rag import evidence
 from app.rag.grounding import AnswerSource
 from app.rag.language import Language
 from app.rag.pipeline import AnswerMode, AskQuery, AskResult, Sampling
@@ -162,11 +163,14 @@ class Citation(BaseModel):
     support: float = Field(ge=0.0, le=1.0, description="half cosine, half term containment")
 
     @classmethod
-    def from_citation(cls, c) -> Citation:
-        return cls(
-            answer_start=c.start, answer_end=c.end, id=c.source_id, sentence=c.sentence,
-            sentence_start=c.sentence_start, sentence_end=c.sentence_end, support=c.support,
-        )
+    def of(cls, citations: list[evidence.Citation]) -> list[Citation]:
+        return [
+            cls(
+                answer_start=c.start, answer_end=c.end, id=c.source_id, sentence=c.sentence,
+                sentence_start=c.sentence_start, sentence_end=c.sentence_end, support=c.support,
+            )
+            for c in citations
+        ]
 
 
 class Span(BaseModel):
@@ -246,7 +250,7 @@ class AskResponse(BaseModel):
             grounded=result.grounded,
             refused=result.refused,
             answer_source=result.answer_source,
-            citations=[Citation.from_citation(c) for c in result.citations],
+            citations=Citation.of(result.citations),
             unsupported=[Span(start=s, end=e) for s, e in result.unsupported],
             supported_share=result.supported_share,
             language=result.language,

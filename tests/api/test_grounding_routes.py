@@ -87,3 +87,23 @@ def test_extractive_with_cot_is_refused(index_dir):  # noqa: F811
     with make_client(index_dir, FakeChatLLM()) as client:
         r = client.post("/v1/ask", json={"question": QUESTION, "mode": "extractive", "strategy": "cot"})
     assert r.status_code == 422 and "cot" in r.text
+
+
+def test_chat_completion_carries_citations(index_dir):  # noqa: F811
+    with make_client(index_dir, FakeChatLLM(), llm_model="smollm2-135m-instruct") as client:
+        body = client.post(
+            "/v1/chat/completions",
+            json={"model": "ragqa/default", "messages": [{"role": "user", "content": QUESTION}]},
+        ).json()
+        with client.stream(
+            "POST", "/v1/chat/completions",
+            json={"model": "ragqa/default", "stream": True, "messages": [{"role": "user", "content": QUESTION}]},
+        ) as r:
+            r.read()
+    assert body["ragqa"]["answer_source"] == "quoted" and body["citations"]
+    texts = {s["id"]: s["text"] for s in body["sources"]}
+    for c in body["citations"]:
+        assert texts[c["id"]][c["sentence_start"]:c["sentence_end"]] == c["sentence"]
+    chunks = [d for _, d in sse_events(r) if isinstance(d, dict)]
+    last = next(c for c in chunks if c.get("ragqa", {}).get("answer_source"))
+    assert last["citations"] == body["citations"]
