@@ -96,6 +96,7 @@ def test_metrics_scrape_counts_answers(client):
     client.post("/v1/ask", json={"question": "What is ragqa?"})
     text = client.get("/metrics").text
     assert "ragqa_collection_chunks" in text and 'collection="default"' in text
+    assert 'ragqa_answers_total{source="generated"}' in text
 
 
 def test_metrics_route_absent_when_disabled(index_dir, llm):
