@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup vllm-setup run test test-fast test-vllm lint
+.PHONY: setup vllm-setup run test test-fast test-vllm lint format
 
 setup:
 	./scripts/setup.sh
@@ -30,3 +30,12 @@ test-vllm: setup vllm-setup
 # Only the tests that need neither the embedding model nor the LLM.
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
+
+# ruff's lint over the whole tree, then mypy over the modules pyproject.toml names.
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# Format only the files named (FILES=...): the tree is not reformatted in one go.
+format:
+	$(BIN)/ruff format $(FILES)

@@ -78,7 +78,7 @@ def build_pipeline(
     from app.rag.grounding import Grounder
     from app.rag.packing import ContextPacker
     from app.rag.pipeline import AskPipeline
-    from app.rag.shots import ExemplarSelector
+    from app.rag.shots import ExemplarSelection, ExemplarSelector
 
     return AskPipeline(
         build_retriever(settings, collections, embedder),
@@ -86,7 +86,9 @@ def build_pipeline(
         llm,
         settings.min_relevance,
         # Embeds the exemplar bank once, here at start-up, when selection is by similarity.
-        ExemplarSelector(settings.exemplar_selection, getattr(embedder, "embeddings", None)),
+        ExemplarSelector(
+            ExemplarSelection(settings.exemplar_selection), getattr(embedder, "embeddings", None)
+        ),
         settings.refusal_min_score,
         Grounder.from_settings(settings, embedder),
     )

@@ -13,12 +13,11 @@ twice: texts already in the collection or earlier in the run reuse their stored 
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import faiss
 import numpy as np
@@ -36,6 +35,7 @@ from app.core.store import (
     validate_collection_name,
 )
 from ingest import curation
+from ingest.discovery import discover
 from ingest.loaders import MAX_FILE_BYTES, SkipDocument, check_loadable, load_bytes
 from ingest.splitting import TextSplitter
 
@@ -51,6 +51,7 @@ class IngestProgress:
 
 
 ProgressCallback = Callable[[IngestProgress], None]
+T = TypeVar("T")
 
 
 class IngestError(Exception):
@@ -84,54 +85,6 @@ def _sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def discover(folder: Path) -> tuple[list[tuple[str, Path]], list[dict[str, str]]]:
-    """Regular files under ``folder`` (relative POSIX path, path), and what was passed over.
-
-    Symlinked files are followed only when they resolve inside the folder; symlinked folders
-    are never followed (their target is either inside, and walked anyway, or outside).
-    """
-    root = folder.resolve()
-    files: list[tuple[str, Path]] = []
-    passed_over: list[dict[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        here = Path(dirpath)
-        dirnames.sort()
-        for name in list(dirnames):
-            path = here / name
-            rel = path.relative_to(root).as_posix()
-            if name.startswith("."):
-                dirnames.remove(name)
-                passed_over.append({"path": rel + "/", "reason": "hidden folder"})
-            elif path.is_symlink():
-                inside = path.resolve().is_relative_to(root)
-                passed_over.append({"path": rel + "/", "reason": (
-                    "symlinked folder inside the ingested folder (ingested at its own path)" if inside
-                    else "symlink pointing outside the ingested folder")})  # fmt: skip
-        for name in sorted(filenames):
-            path = here / name
-            rel = path.relative_to(root).as_posix()
-            if name.startswith("."):
-                passed_over.append({"path": rel, "reason": "hidden file"})
-                continue
-            if path.is_symlink():
-                if not path.resolve().is_relative_to(root):
-                    passed_over.append({"path": rel, "reason": "symlink pointing outside the ingested folder"})
-                    continue
-                if not path.exists():
-                    passed_over.append({"path": rel, "reason": "broken symlink"})
-                    continue
-            try:
-                mode = path.stat().st_mode
-            except OSError as exc:
-                passed_over.append({"path": rel, "reason": f"unreadable: {exc.strerror or exc}"})
-                continue
-            if not stat.S_ISREG(mode):  # FIFOs, sockets, devices: reading them could block forever
-                passed_over.append({"path": rel, "reason": "not a regular file"})
-                continue
-            files.append((rel, path))
-    return files, passed_over
 
 
 def _text_key(text: str) -> bytes:
@@ -245,14 +198,17 @@ class IngestJob:
         if not folder.is_dir():
             raise IngestError(f"{folder} is not a folder")
         files, passed_over = discover(folder)
-        return self._sync(collection, files, passed_over, True, prune, outliers, on_progress)
+        return self._sync(
+            collection, files, passed_over=passed_over, whole_folder=True, prune=prune,
+            outliers=outliers, on_progress=on_progress,
+        )
 
     def add_files(
         self, collection: str, files: Iterable[tuple[str, Path]], *, on_progress: ProgressCallback | None = None
     ) -> IngestSummary:
         """Add or replace these documents (name in the collection, file); others stay as they are."""
         validate_collection_name(collection)
-        return self._sync(collection, list(files), [], False, False, False, on_progress)
+        return self._sync(collection, list(files), on_progress=on_progress)
 
     def remove_documents(self, collection: str, docs: list[str]) -> IngestSummary:
         """Remove documents by name; DocumentNotFound if one is not in the collection."""
@@ -278,12 +234,17 @@ class IngestJob:
         self,
         collection: str,
         files: list[tuple[str, Path]],
-        passed_over: list[dict[str, str]],
-        whole_folder: bool,
-        prune: bool,
-        outliers: bool,
-        on_progress: ProgressCallback | None,
+        *,
+        passed_over: list[dict[str, str]] | None = None,
+        whole_folder: bool = False,
+        prune: bool = False,
+        outliers: bool = False,
+        on_progress: ProgressCallback | None = None,
     ) -> IngestSummary:
+        """The two passes of a run (see the module's docstring). ``whole_folder``: ``files`` are
+        a folder's, split with the job's splitter; otherwise a few files added to a collection,
+        split the way the rest of it was. ``prune``: documents not in ``files`` are removed."""
+        passed_over = passed_over or []
         started = time.perf_counter()
         summary = IngestSummary(collection=collection, skipped=list(passed_over))
         with self.store.writer_lock(collection):
@@ -300,14 +261,8 @@ class IngestJob:
             seen: set[str] = set()
             for rel, path in files:
                 seen.add(rel)
-                try:
-                    check_loadable(rel, path.stat().st_size, self.max_file_bytes)
-                    sha = _sha256_file(path)
-                except SkipDocument as exc:
-                    self._skip(summary, rel, str(exc), old_docs)
-                    continue
-                except OSError as exc:
-                    self._skip(summary, rel, f"unreadable: {exc.strerror or exc}", old_docs)
+                sha = self._unless_skipped(summary, rel, old_docs, lambda: self._hash(rel, path))
+                if sha is None:
                     continue
                 previous = old_docs.get(rel)
                 if previous and previous.sha256 == sha and same_splitter:
@@ -332,24 +287,18 @@ class IngestJob:
                 builder.remove(rel)
             summary.deleted = len(gone)
             for rel, path in changed:
-                try:
-                    data = path.read_bytes()
-                    loaded = load_bytes(rel, data, self.max_file_bytes)
-                except SkipDocument as exc:
-                    self._skip(summary, rel, str(exc), old_docs)
+                read = self._unless_skipped(summary, rel, old_docs, lambda: self._load(rel, path))
+                progress.files_done += 1
+                if read is None:
                     continue
-                except OSError as exc:
-                    self._skip(summary, rel, f"unreadable: {exc.strerror or exc}", old_docs)
-                    continue
-                finally:
-                    progress.files_done += 1
+                data, loaded = read
                 if rel in builder.manifest.documents:
                     builder.remove(rel)
                     summary.updated += 1
                 else:
                     summary.added += 1
                 builder.add(rel, hashlib.sha256(data).hexdigest(), loaded.text, loaded.page_at)
-                del data, loaded
+                del data, loaded, read
             updated = builder.result()
 
             pairs = curation.near_duplicates(updated, builder.added_ids, self.near_duplicate_cosine)
@@ -366,6 +315,26 @@ class IngestJob:
             summary.chunks = updated.manifest.chunk_count
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
+
+    def _hash(self, rel: str, path: Path) -> str:
+        """Pass 1: whether the file is worth loading (by size and name), and its sha256."""
+        check_loadable(rel, path.stat().st_size, self.max_file_bytes)
+        return _sha256_file(path)
+
+    def _load(self, rel: str, path: Path):
+        """Pass 2: the file's bytes and its loaded text."""
+        data = path.read_bytes()
+        return data, load_bytes(rel, data, self.max_file_bytes)
+
+    def _unless_skipped(self, summary: IngestSummary, rel: str, old_docs: dict, step: Callable[[], T]) -> T | None:
+        """``step()``, or None with the document recorded as skipped when it cannot be read."""
+        try:
+            return step()
+        except SkipDocument as exc:
+            self._skip(summary, rel, str(exc), old_docs)
+        except OSError as exc:
+            self._skip(summary, rel, f"unreadable: {exc.strerror or exc}", old_docs)
+        return None
 
     @staticmethod
     def _skip(summary: IngestSummary, rel: str, reason: str, old_docs: dict) -> None:

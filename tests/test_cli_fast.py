@@ -46,8 +46,12 @@ def test_map_question_retrieves_as_the_service_does(env, monkeypatch, mode):
         ids = sorted(index.chunks)
         flags = np.zeros(len(ids), dtype=bool)
         return SimpleNamespace(
-            chunk_ids=ids, total_chunks=len(ids), sampled=False,
-            near_duplicate=flags, outlier=flags, seconds=0.0,
+            chunk_ids=ids,
+            total_chunks=len(ids),
+            sampled=False,
+            near_duplicate=flags,
+            outlier=flags,
+            seconds=0.0,
         )
 
     def fake_render(projection, highlighted, question):

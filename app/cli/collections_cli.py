@@ -11,7 +11,6 @@ from rich.table import Table
 
 from app.cli.common import IndexDirOption, cli, err, settings_for
 
-
 collections_cli = typer.Typer(help="List or delete collections.", no_args_is_help=True)
 cli.add_typer(collections_cli, name="collections")
 
@@ -25,18 +24,23 @@ def collections_list(
     from app.core.store import IndexStore, StoreError
 
     store = IndexStore(settings_for(index_dir).index_dir)
-    rows = []
+    rows: list[dict[str, object]] = []
     for name in store.list_collections():
         try:
             manifest = store.read_manifest(name)
         except StoreError as exc:
             rows.append({"name": name, "error": str(exc)})
             continue
-        rows.append({
-            "name": name, "documents": len(manifest.documents), "chunks": manifest.chunk_count,
-            "embedding_model": manifest.embedding.model, "version": manifest.version,
-            "created_at": manifest.created_at,
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "documents": len(manifest.documents),
+                "chunks": manifest.chunk_count,
+                "embedding_model": manifest.embedding.model,
+                "version": manifest.version,
+                "created_at": manifest.created_at,
+            }
+        )
     if as_json:
         print(json.dumps({"collections": rows}, ensure_ascii=False))
         return
@@ -44,8 +48,13 @@ def collections_list(
     for column in ("name", "documents", "chunks", "embedding_model", "version", "created_at"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], *(str(row.get(c, row.get("error", ""))) for c in
-                      ("documents", "chunks", "embedding_model", "version", "created_at")))  # fmt: skip
+        table.add_row(
+            str(row["name"]),
+            *(
+                str(row.get(c, row.get("error", "")))
+                for c in ("documents", "chunks", "embedding_model", "version", "created_at")
+            ),
+        )
     Console().print(table)
 
 

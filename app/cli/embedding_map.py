@@ -44,12 +44,19 @@ def embedding_map(
         projection = project(index, max_points or settings.map_max_points)
     out.write_bytes(render_png(projection, highlighted, question))
     summary = {
-        "out": str(out), "collection": collection, "version": index.version,
-        "points": len(projection.chunk_ids), "total_chunks": projection.total_chunks,
-        "sampled": projection.sampled, "near_duplicates": int(projection.near_duplicate.sum()),
-        "outliers": int(projection.outlier.sum()), "seconds": projection.seconds,
-    }  # fmt: skip
+        "out": str(out),
+        "collection": collection,
+        "version": index.version,
+        "points": len(projection.chunk_ids),
+        "total_chunks": projection.total_chunks,
+        "sampled": projection.sampled,
+        "near_duplicates": int(projection.near_duplicate.sum()),
+        "outliers": int(projection.outlier.sum()),
+        "seconds": projection.seconds,
+    }
     if as_json:
         print(json.dumps(summary))
     else:
-        err.print(f"wrote {out}: {summary['points']} of {summary['total_chunks']} chunks in {projection.seconds} s")
+        err.print(
+            f"wrote {out}: {summary['points']} of {summary['total_chunks']} chunks in {projection.seconds} s"
+        )

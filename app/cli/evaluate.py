@@ -83,6 +83,7 @@ def eval_(
                 await services.aclose()
 
     async def run_over_http(evaluation: EvalRun) -> dict:
+        assert url is not None
         backend = HttpBackend(url)
         try:
             return await evaluation.run(backend)

@@ -33,9 +33,12 @@ def ingest(
     embedder = build_embedder(settings, lazy=True)
     job = build_ingest_job(settings, IndexStore(settings.index_dir), embedder)
     progress = Progress(
-        TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description:>6}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=err,
-    )  # fmt: skip
+    )
     files_task = progress.add_task("files", total=None)
     chunks_task = progress.add_task("chunks", total=None)
 
@@ -55,18 +58,24 @@ def ingest(
         table.add_column(column, justify="right")
     table.add_row(
         *(str(x) for x in (summary.added, summary.updated, summary.unchanged, summary.deleted)),
-        str(len(summary.skipped)), str(summary.chunks), f"{summary.seconds:.1f}",
-    )  # fmt: skip
+        str(len(summary.skipped)),
+        str(summary.chunks),
+        f"{summary.seconds:.1f}",
+    )
     out = Console(stderr=as_json)  # keep stdout's last line for the JSON summary
     out.print(table)
     for skipped in summary.skipped:
         out.print(f"  skipped {skipped['path']}: {skipped['reason']}")
     if summary.near_duplicate_pairs:
-        out.print(f"  {summary.near_duplicate_pairs} near-duplicate chunk pairs across documents (cosine >= 0.98):")
+        out.print(
+            f"  {summary.near_duplicate_pairs} near-duplicate chunk pairs across documents (cosine >= 0.98):"
+        )
         for pair in summary.near_duplicates[:10]:
             a, b = pair["a"], pair["b"]
             out.print(f"    {pair['score']:.3f}  {a['doc']} @{a['start']}  ~  {b['doc']} @{b['start']}")
     for outlier in summary.outliers or []:
-        out.print(f"  outlier {outlier['doc']} @{outlier['start']}: nearest chunk cosine {outlier['nearest_cosine']:.3f}")
+        out.print(
+            f"  outlier {outlier['doc']} @{outlier['start']}: nearest chunk cosine {outlier['nearest_cosine']:.3f}"
+        )
     if as_json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False))

@@ -60,8 +60,16 @@ def refusal_curve(
     config = data["run"]["config"]
     title = f"{Path(data['run']['questions_file']).parent.name}: {config['prompt_mode']}, {config.get('strategy', 'direct')}"
     calibration.plot(curve, chosen, out, title)
-    print(json.dumps({
-        "report": str(report), "max_f1_cost": max_f1_cost, "any_model": any_model, "chosen": chosen, "curve": curve
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "report": str(report),
+                "max_f1_cost": max_f1_cost,
+                "any_model": any_model,
+                "chosen": chosen,
+                "curve": curve,
+            }
+        )
+    )
     print(calibration.markdown(curve, chosen))
     err.print(f"plot: {out}")

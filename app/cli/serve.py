@@ -21,11 +21,10 @@ def serve(
     """Start the API. Without RAGQA_LLM_BASE_URL, start the embedded LLM server first."""
     import uvicorn
 
+    from app.api.logs import configure_logging
     from app.api.main import create_app
     from app.llm.embedded import EmbeddedLLMError
     from app.wiring import running_llm
-
-    from app.api.logs import configure_logging
 
     settings = get_settings()
     configure_logging(log_level, settings.log_format)

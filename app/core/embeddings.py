@@ -51,10 +51,17 @@ class Embedder(Protocol):
     """What ingest, retrieval and the embedding map need of an embedding model: vectors of unit
     length, and the id a collection's manifest records them under."""
 
-    model_id: str
-    dim: int
-    batch_size: int
-    normalized: bool
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def normalized(self) -> bool: ...
 
     def embed_documents(self, texts: list[str]) -> np.ndarray: ...
 

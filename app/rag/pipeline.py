@@ -14,14 +14,15 @@ for both. ``closed_book`` answers without retrieval; ``compare`` adds that answe
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import cast
 
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from app.llm.client import Completion, UnknownAdapter
+from app.llm.client import Completion, StreamDelta, UnknownAdapter
 from app.llm.protocol import ChatLLM, Messages, Sampling
 from app.rag.evidence import Citation
 from app.rag.grounding import AnswerSource, Grounder, Grounding
@@ -40,7 +41,7 @@ from app.rag.prompts import (
     to_openai_messages,
 )
 from app.rag.retrieval import Passage, RetrievalOptions, Retriever
-from app.rag.shots import ExemplarSelector
+from app.rag.shots import ExemplarSelection, ExemplarSelector
 
 __all__ = [
     "ANSWER_STOP",
@@ -175,7 +176,11 @@ def _ms(seconds: float) -> float:
 def merge_passages(first: list[Passage], second: list[Passage]) -> list[Passage]:
     """``first`` in its order, then what ``second`` adds; no chunk twice; ranks renumbered."""
     seen = {p.id for p in first}
-    merged = list(first) + [p for p in second if p.id not in seen and not seen.add(p.id)]
+    merged = list(first)
+    for p in second:
+        if p.id not in seen:
+            seen.add(p.id)
+            merged.append(p)
     return [Passage(p.id, p.doc, p.text, p.score, rank) for rank, p in enumerate(merged, start=1)]
 
 
@@ -210,7 +215,7 @@ class AskPipeline:
         self.packer = packer
         self.llm = llm
         self.min_relevance = min_relevance
-        self.selector = selector or ExemplarSelector("fixed")
+        self.selector = selector or ExemplarSelector(ExemplarSelection.fixed)
         self.refusal_min_score = refusal_min_score
         self.grounder = grounder or Grounder(retriever.embedder, min_relevance=min_relevance)
 
@@ -281,7 +286,7 @@ class AskPipeline:
             finally:
                 # Also when cancelled (the client went away): closing the stream stops generation.
                 with anyio.CancelScope(shield=True):
-                    await stream.aclose()
+                    await cast(AsyncGenerator[StreamDelta, None], stream).aclose()
             answer = "".join(pieces).strip()
             if completion_tokens is None:
                 # llama.cpp's server reports no usage when streaming, and a delta can hold several
@@ -327,15 +332,11 @@ class AskPipeline:
             timings["step_back"] = _ms(time.perf_counter() - started)
 
         retrieving = time.perf_counter()
-        passages = await self.retrieve(
-            query.question, query.collection, query.top_k, query.retrieval
-        )
+        passages = await self.retrieve(query.question, query.collection, query.top_k, query.retrieval)
         if step_back_question:
             passages = merge_passages(
                 passages,
-                await self.retrieve(
-                    step_back_question, query.collection, query.top_k, query.retrieval
-                ),
+                await self.retrieve(step_back_question, query.collection, query.top_k, query.retrieval),
             )
         exemplars = await run_in_threadpool(
             self.selector.select, query.prompt_mode, query.question, query.shots
@@ -355,9 +356,7 @@ class AskPipeline:
 
         # cot's second prompt holds the reasoning too: reserve room for both generations.
         reserve = query.sampling.max_tokens * (2 if query.strategy is Strategy.cot else 1)
-        packed = await self.packer.pack(
-            query.prompt_mode, query.question, passages, reserve, render=render
-        )
+        packed = await self.packer.pack(query.prompt_mode, query.question, passages, reserve, render=render)
         timings["pack"] = _ms(time.perf_counter() - retrieved)
         return PreparedPrompt(packed, passages, step_back_question, timings, started)
 

@@ -17,8 +17,6 @@ from langchain_core.prompts import ChatPromptTemplate, FewShotChatMessagePromptT
 
 from app.rag.modes import PromptMode, Strategy
 
-
-
 # The one sentence the model is told to give when the passages lack the answer.
 REFUSAL = "The answer is not in the documents."
 

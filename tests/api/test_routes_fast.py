@@ -347,8 +347,11 @@ def test_request_id_body_limit_and_cors(index_dir, llm):
         assert given.headers["x-request-id"] == "abc-123"
         made = client.get("/healthz", headers={"X-Request-ID": "bad id!"})
         assert made.headers["x-request-id"] != "bad id!" and len(made.headers["x-request-id"]) == 32
-        big = client.post("/v1/ask", content=b'{"question": "' + b"x" * 4096 + b'"}',
-                          headers={"Content-Type": "application/json"})
+        big = client.post(
+            "/v1/ask",
+            content=b'{"question": "' + b"x" * 4096 + b'"}',
+            headers={"Content-Type": "application/json"},
+        )
         assert big.status_code == 413
         preflight = client.options(
             "/v1/ask",

@@ -41,3 +41,19 @@ def test_both_backends_send_the_same_request():
 
     fields = ask_fields("q?", CONFIG, closed_book=True)
     assert fields["mode"] == "closed_book" and "top_k" not in fields and fields["strategy"] == "direct"
+
+
+def test_below_the_refusal_threshold_eval_records_a_refusal_without_generation(tmp_path):
+    """The case tests/evaluation/test_eval_cli.py only checks when it happens: made certain."""
+    from app.evaluation.dataset import EvalQuestion
+    from app.evaluation.runner import evaluate_question
+
+    ingest_samples(tmp_path)
+    llm = FakeChatLLM()
+    backend = InProcessBackend(fake_services(fake_settings(tmp_path, refusal_min_score=1.0), llm))
+    question = EvalQuestion("q1", "What is ragqa?", ["a service"], "overview.md", True)
+    record = asyncio.run(evaluate_question(backend, question, CONFIG))
+    rag = record["rag"]
+    assert rag["error"] is None and rag["refused"] and rag["completion_tokens"] == 0
+    assert rag["top_score"] < 1.0 and rag["f1"] == 0.0
+    assert llm.calls == []  # ragqa refused without asking the LLM

@@ -62,7 +62,6 @@ def test_cot_second_stage_holds_the_reasoning_then_asks_for_the_answer():
     assert second[: len(first)] == first
     assert second[-2] == {"role": "assistant", "content": "Passage [1] says Omega is last."}
     assert second[-1] == {"role": "user", "content": COT_EXTRACT_MESSAGE}
-    assert COT_EXTRACT_MESSAGE.startswith("Therefore, the answer")
 
 
 @pytest.mark.parametrize(
@@ -124,7 +123,14 @@ def test_closed_book_prompt_has_no_passages():
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "Passages" not in messages[-1]["content"] and messages[-1]["content"] == f"Question: {QUESTION}"
     assert CLOSED_BOOK_REFUSAL in messages[0]["content"] and "own knowledge" in messages[0]["content"]
+    assert "[1]" not in messages[0]["content"] + messages[-1]["content"]
     assert is_refusal(CLOSED_BOOK_REFUSAL) and is_refusal("I don't know.")
+    assert not is_refusal("Gustave Eiffel built it.")
+
+
+def test_default_rendering_is_unchanged():
+    messages = render_messages(PromptMode.zero_shot, "Q?", context="[1]\nSome text")
+    assert messages[-1].content == "Passages:\n[1]\nSome text\n\nQuestion: Q?"
 
 
 def test_explicit_exemplars_replace_the_fixed_ones():
