@@ -61,8 +61,10 @@ def _cut_long(text: str, start: int, end: int) -> list[Span]:
     return spans
 
 
-def split_sentences(text: str) -> list[Span]:
-    """Sentence spans of ``text`` in order; none for empty or blank text."""
+@lru_cache(maxsize=8192)
+def split_sentences(text: str) -> tuple[Span, ...]:
+    """Sentence spans of ``text`` in order; none for empty or blank text. Cached: the same
+    passages come back for many questions, and pysbd costs milliseconds per passage."""
     spans: list[Span] = []
     for line in _LINE.finditer(text):
         offset = line.start()
@@ -82,7 +84,7 @@ def split_sentences(text: str) -> list[Span]:
             trimmed = _trimmed(text, offset + start, offset + end)
             if trimmed:
                 spans.extend(_cut_long(text, *trimmed))
-    return spans
+    return tuple(spans)
 
 
 def sentences(text: str) -> list[str]:
