@@ -17,3 +17,14 @@ def test_answer_language():
     assert not is_in_language("The mailbox is red [1].", Language.ko)
     assert is_in_language("The mailbox is red.", Language.en)
     assert is_in_language("1999 [2]", Language.ko)  # no letters: nothing to judge
+
+
+def test_korean_questions_ask_for_a_korean_answer_english_prompts_unchanged():
+    from app.rag.language import ANSWER_IN
+    from app.rag.prompts import PromptMode, render_messages
+
+    english = render_messages(PromptMode.zero_shot, "Where is Seoul?", "[1] Seoul is in Korea.")
+    korean = render_messages(PromptMode.zero_shot, "서울은 어디에 있나요?", "[1] 서울은 한국에 있습니다.")
+    assert ANSWER_IN[Language.ko] in korean[0].content
+    assert ANSWER_IN[Language.ko] not in english[0].content
+    assert korean[0].content.startswith(english[0].content)
