@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-
-import numpy as np
 import pytest
 
 from app.rag.evidence import (
@@ -17,23 +13,7 @@ from app.rag.evidence import (
     quote,
 )
 from app.rag.retrieval import Passage
-
-
-class HashedWords:
-    dim = 64
-
-    def _vector(self, text: str) -> np.ndarray:
-        v = np.zeros(self.dim, dtype=np.float32)
-        for w in re.findall(r"\w+", text.lower()):
-            v[int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1
-        n = np.linalg.norm(v)
-        return v / n if n else v
-
-    def embed_documents(self, texts):
-        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim))
-
-    def embed_query(self, text):
-        return self._vector(text)
+from tests.fakes import FakeEmbedder as HashedWords
 
 
 PASSAGES = [
