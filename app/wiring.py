@@ -75,6 +75,7 @@ def build_llm_client(settings: Settings) -> ChatLLM:
 def build_pipeline(
     settings: Settings, collections: CollectionCache, embedder: Embedder, llm: ChatLLM
 ) -> AskPipeline:
+    from app.rag.grounding import Grounder
     from app.rag.packing import ContextPacker
     from app.rag.pipeline import AskPipeline
     from app.rag.shots import ExemplarSelection, ExemplarSelector
@@ -89,6 +90,7 @@ def build_pipeline(
             ExemplarSelection(settings.exemplar_selection), getattr(embedder, "embeddings", None)
         ),
         settings.refusal_min_score,
+        Grounder.from_settings(settings, embedder),
     )
 
 

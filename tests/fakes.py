@@ -161,8 +161,7 @@ def fake_settings(index_dir: Path, **overrides) -> Settings:
         index_dir=index_dir,
         embedding_model=FAKE_EMBEDDING_MODEL,
         llm_base_url="http://fake-llm.invalid/v1",
-        llm_model=FAKE_LLM_MODEL,
-        **overrides,
+        **{"llm_model": FAKE_LLM_MODEL, **overrides},
     )
 
 

@@ -25,7 +25,7 @@ def question():
 
 
 def ask(client, **body) -> dict:
-    response = client.post("/v1/ask", json={"collection": "squad", **body})
+    response = client.post("/v1/ask", json={"collection": "squad", "mode": "rag", **body})
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -53,7 +53,7 @@ def test_ask_answers_from_stored_chunks(squad_server, squad_index, questions):
     containing_gold, refused_unasked, latencies = 0, 0, []
     with httpx.Client(base_url=squad_server.url, timeout=300) as client:
         for q in fixed:
-            response = client.post("/v1/ask", json={"question": q["question"], "collection": "squad"})
+            response = client.post("/v1/ask", json={"question": q["question"], "collection": "squad", "mode": "rag"})
             assert response.status_code == 200, response.text
             body = response.json()
             assert body["answer"].strip()
@@ -83,7 +83,7 @@ def test_ask_answers_from_stored_chunks(squad_server, squad_index, questions):
 def test_max_tokens_caps_the_answer(squad_server):
     response = httpx.post(
         f"{squad_server.url}/v1/ask",
-        json={"question": "Describe the Normans in detail.", "collection": "squad", "max_tokens": 5},
+        json={"question": "Describe the Normans in detail.", "collection": "squad", "max_tokens": 5, "mode": "rag"},
         timeout=120,
     )
     assert response.status_code == 200, response.text
@@ -93,7 +93,7 @@ def test_max_tokens_caps_the_answer(squad_server):
 def test_many_passages_are_packed_into_the_context_window(squad_server):
     response = httpx.post(
         f"{squad_server.url}/v1/ask",
-        json={"question": "What did the Normans do?", "collection": "squad", "top_k": 50, "max_tokens": 2048},
+        json={"question": "What did the Normans do?", "collection": "squad", "top_k": 50, "max_tokens": 2048, "mode": "rag"},
         timeout=300,
     )  # fmt: skip
     assert response.status_code == 200, response.text

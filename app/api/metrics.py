@@ -38,6 +38,12 @@ LLM_ERRORS = Counter(
     "ragqa_llm_errors", "Failed LLM calls, by kind (timeout, unavailable, error)", ["kind"],
     registry=REGISTRY,
 )  # fmt: skip
+ANSWERS = Counter(
+    "ragqa_answers",
+    "Answers by where they came from: generated, quoted (extractive or fallback) or refused",
+    ["source"],
+    registry=REGISTRY,
+)
 STREAMS_CANCELLED = Counter(
     "ragqa_streams_cancelled", "Streamed answers stopped because the client went away",
     registry=REGISTRY,
@@ -68,6 +74,7 @@ def observe_answer(result: AskResult) -> None:
     observe_retrieval(result.timings_ms.get("retrieve", 0.0) / 1000)
     GENERATION_LATENCY.observe(result.timings_ms.get("generate", 0.0) / 1000)
     observe_tokens(result.prompt_tokens, result.completion_tokens)
+    ANSWERS.labels(result.answer_source.value).inc()
 
 
 def observe_llm_error(exc: Exception) -> None:

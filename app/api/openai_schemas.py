@@ -10,10 +10,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.api.schemas import Source, no_lone_surrogates
+from app.api.schemas import Citation, Source, no_lone_surrogates
 from app.core.config import Settings
 from app.rag.conversation import Condensed
-from app.rag.pipeline import AskQuery, AskResult, Sampling
+from app.rag.grounding import AnswerSource
+from app.rag.pipeline import AnswerMode, AskQuery, AskResult, Sampling
 from app.rag.prompts import PromptMode
 
 MODEL_PREFIX = "ragqa/"
@@ -83,7 +84,8 @@ class ChatCompletionRequest(BaseModel):
                 temperature=self.temperature if self.temperature is not None else 0.0,
                 max_tokens=self.answer_cap() or settings.llm_default_max_tokens,
             ),
-            # the collection's LoRA adapter, as /v1/ask uses it
+            # the default answer mode and the collection's LoRA adapter, as /v1/ask uses them
+            mode=AnswerMode(settings.resolved_default_mode),
             adapter=settings.collection_adapters.get(collection),
         )
 
@@ -132,6 +134,9 @@ class RagqaInfo(BaseModel):
     llm_model: str | None = None
     passages_dropped: int | None = None
     timings_ms: dict[str, float | None] | None = None
+    answer_source: AnswerSource | None = None
+    # Streamed: the answer the grounding stage gave instead of the streamed text, if it did.
+    answer: str | None = None
 
 
 class AssistantMessage(BaseModel):
@@ -157,6 +162,7 @@ class ChatCompletionResponse(BaseModel):
     choices: list[ChatCompletionChoice]
     usage: UsageInfo
     sources: list[Source]
+    citations: list[Citation] = Field(default_factory=list)
     ragqa: RagqaInfo
 
     @classmethod
@@ -171,6 +177,7 @@ class ChatCompletionResponse(BaseModel):
             ],
             usage=total_usage(result, condensed),
             sources=Source.of(result.sources),
+            citations=Citation.of(result.citations),
             ragqa=RagqaInfo(
                 standalone_question=condensed.question,
                 grounded=result.grounded,
@@ -179,6 +186,7 @@ class ChatCompletionResponse(BaseModel):
                 llm_model=result.model,
                 passages_dropped=result.passages_dropped,
                 timings_ms=result.timings_ms,
+                answer_source=result.answer_source,
             ),
         )
 
@@ -201,6 +209,8 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice]
     usage: UsageInfo | None = None
-    # The first chunk carries the sources; the last one with a finish reason carries ragqa.
+    # The first chunk carries the sources; the last one with a finish reason carries ragqa
+    # and the citations.
     sources: list[Source] | None = None
+    citations: list[Citation] | None = None
     ragqa: RagqaInfo | None = None

@@ -9,6 +9,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from app.core.config import Settings
 from app.core.store import COLLECTION_NAME_PATTERN
+from app.rag import evidence
+from app.rag.grounding import AnswerSource
+from app.rag.language import Language
 from app.rag.pipeline import AnswerMode, AskQuery, AskResult, Sampling
 from app.rag.prompts import PromptMode, Strategy, exemplar_bank
 from app.rag.retrieval import Passage, RetrievalMode, RetrievalOptions
@@ -68,8 +71,11 @@ class AskRequest(RetrieveRequest):
         description="direct; cot: reason step by step, then extract the answer; "
         "step_back: ask a more general question too and retrieve for both",
     )
-    mode: AnswerMode = Field(
-        AnswerMode.rag, description="rag, or closed_book: answer without retrieval"
+    mode: AnswerMode | None = Field(
+        None,
+        description="rag: generate from the passages; extractive: quote the best evidence "
+        "sentences, nothing generated; closed_book: answer without retrieval. Default: "
+        "RAGQA_DEFAULT_MODE (auto: extractive with the bundled 135M model, rag with any other)",
     )
     compare: bool = Field(False, description="also give the closed-book answer beside the RAG one")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -100,11 +106,26 @@ class AskRequest(RetrieveRequest):
                 raise ValueError("mode closed_book supports strategy direct only")
             if self.compare:
                 raise ValueError("compare already includes the closed-book answer; use mode rag")
+        if self.mode is AnswerMode.extractive and self.strategy is Strategy.cot:
+            raise ValueError("strategy cot generates its answer; use mode rag")
         if self.stream and (
-            self.strategy is not Strategy.direct or self.compare or self.mode is not AnswerMode.rag
+            self.strategy is not Strategy.direct
+            or self.compare
+            or self.mode is AnswerMode.closed_book
         ):
-            raise ValueError("stream supports mode rag with strategy direct and no compare")
+            raise ValueError(
+                "stream supports modes rag and extractive with strategy direct and no compare"
+            )
         return self
+
+    def answer_mode(self, settings: Settings) -> AnswerMode:
+        """The request's mode, else the configured default; cot always generates."""
+        if self.mode is not None:
+            return self.mode
+        default = AnswerMode(settings.resolved_default_mode)
+        if default is AnswerMode.extractive and self.strategy is Strategy.cot:
+            return AnswerMode.rag
+        return default
 
     def to_query(self, settings: Settings) -> AskQuery:
         """The pipeline's query: unset fields from the settings, and the collection's LoRA
@@ -122,7 +143,7 @@ class AskRequest(RetrieveRequest):
                 stop=self.stop,
             ),
             strategy=self.strategy,
-            mode=self.mode,
+            mode=self.answer_mode(settings),
             compare=self.compare,
             shots=self.shots,
             adapter=self.adapter or settings.collection_adapters.get(self.collection),
@@ -143,6 +164,33 @@ class Source(BaseModel):
         return [cls.model_validate(p, from_attributes=True) for p in passages]
 
 
+class Citation(BaseModel):
+    """One answer span and the passage sentence that supports it."""
+
+    answer_start: int = Field(description="the cited span of the answer: answer[answer_start:answer_end]")
+    answer_end: int
+    id: int = Field(description="the source (sources[].id) the sentence is from")
+    sentence: str = Field(description="the supporting sentence, verbatim")
+    sentence_start: int = Field(description="its offsets in that source's text")
+    sentence_end: int
+    support: float = Field(ge=0.0, le=1.0, description="half cosine, half term containment")
+
+    @classmethod
+    def of(cls, citations: list[evidence.Citation]) -> list[Citation]:
+        return [
+            cls(
+                answer_start=c.start, answer_end=c.end, id=c.source_id, sentence=c.sentence,
+                sentence_start=c.sentence_start, sentence_end=c.sentence_end, support=c.support,
+            )
+            for c in citations
+        ]
+
+
+class Span(BaseModel):
+    start: int
+    end: int
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -155,23 +203,41 @@ class Timings(BaseModel):
     total: float
     step_back: float | None = Field(None, description="writing the step-back question")
     closed_book: float | None = Field(None, description="the closed-book answer of compare")
+    ground: float | None = Field(None, description="citations and the support check")
 
 
 class ClosedBookAnswer(BaseModel):
     answer: str
-    grounded: bool = Field(
-        description="not refused, and at least half its content words are in the passages"
-    )
+    grounded: bool = Field(description="not refused, and every sentence supported by the passages")
     refused: bool
-    token_overlap: float = Field(description="share of its content words in the cited passages")
+    supported_share: float | None = Field(
+        None, description="share of its sentences that a passage sentence supports"
+    )
 
 
 class AskResponse(BaseModel):
     answer: str
     grounded: bool = Field(
-        description="false when the model refused or no passage reached the relevance threshold"
+        description="every answer sentence is supported by a passage sentence (a quote always "
+        "is); false for a refusal"
     )
-    refused: bool = Field(description="the model said the documents do not hold the answer")
+    refused: bool = Field(description="the answer says the documents do not hold it")
+    answer_source: AnswerSource = Field(
+        description="generated by the LLM, quoted from the passages, or refused"
+    )
+    citations: list[Citation] = Field(
+        default_factory=list, description="answer spans and the passage sentences behind them"
+    )
+    unsupported: list[Span] = Field(
+        default_factory=list, description="answer spans no passage sentence supports"
+    )
+    supported_share: float | None = Field(
+        None, description="share of the generated answer's sentences that are supported"
+    )
+    language: Language = Field(description="the question's language, which the answer is in")
+    generated_answer: str | None = Field(
+        None, description="the LLM's answer, when the support or language check replaced it"
+    )
     sources: list[Source] = Field(description="the passages the model saw, in rank order")
     passages_dropped: int = Field(description="retrieved passages left out to fit the context window")
     prompt_mode: PromptMode
@@ -179,9 +245,6 @@ class AskResponse(BaseModel):
     mode: AnswerMode
     reasoning: str | None = Field(None, description="cot: the step-by-step reasoning")
     step_back_question: str | None = Field(None, description="step_back: the general question")
-    token_overlap: float | None = Field(
-        None, description="share of the answer's content words in the passages it cites"
-    )
     closed_book: ClosedBookAnswer | None = Field(None, description="compare: the closed-book answer")
     top_score: float | None = Field(
         None,
@@ -199,6 +262,12 @@ class AskResponse(BaseModel):
             answer=result.answer,
             grounded=result.grounded,
             refused=result.refused,
+            answer_source=result.answer_source,
+            citations=Citation.of(result.citations),
+            unsupported=[Span(start=s, end=e) for s, e in result.unsupported],
+            supported_share=result.supported_share,
+            language=result.language,
+            generated_answer=result.generated_answer,
             sources=Source.of(result.sources),
             passages_dropped=result.passages_dropped,
             prompt_mode=result.prompt_mode,
@@ -206,7 +275,6 @@ class AskResponse(BaseModel):
             mode=result.mode,
             reasoning=result.reasoning,
             step_back_question=result.step_back_question,
-            token_overlap=result.token_overlap,
             closed_book=ClosedBookAnswer.model_validate(closed_book, from_attributes=True)
             if closed_book
             else None,

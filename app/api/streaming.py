@@ -64,7 +64,7 @@ def data(payload: dict) -> dict:
 async def ask_events(first: StreamEvent, events: AsyncIterator) -> AsyncIterator[dict]:
     """/v1/ask with ``stream: true``: ``sources``, then ``token`` events, then ``done``
     (usage and timings) or ``error``."""
-    from app.api.schemas import Source
+    from app.api.schemas import AskResponse, Source
 
     sources = [s.model_dump() for s in Source.of(first.passages)]
     yield {"event": "sources", **data({"sources": sources, "passages_dropped": first.passages_dropped})}
@@ -72,23 +72,12 @@ async def ask_events(first: StreamEvent, events: AsyncIterator) -> AsyncIterator
         if isinstance(event, TokenEvent):
             yield {"event": "token", **data({"text": event.text})}
         elif isinstance(event, DoneEvent):
-            r = event.result
-            yield {
-                "event": "done",
-                **data(
-                    {
-                        "answer": r.answer,
-                        "grounded": r.grounded,
-                        "refused": r.refused,
-                        "prompt_mode": r.prompt_mode,
-                        "model": r.model,
-                        "finish_reason": r.finish_reason,
-                        "top_score": r.top_score,
-                        "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens},
-                        "timings_ms": {**r.timings_ms, "first_token": event.time_to_first_token_ms},
-                    }
-                ),
-            }
+            # The whole response but the sources (sent first); its answer replaces the streamed
+            # text when the grounding stage quoted or refused instead (answer_source).
+            done = AskResponse.from_result(event.result).model_dump(mode="json", exclude={"sources"})
+            done["finish_reason"] = event.result.finish_reason
+            done["timings_ms"]["first_token"] = event.time_to_first_token_ms
+            yield {"event": "done", **data(done)}
         elif isinstance(event, LLMError):
             yield {"event": "error", **data({"detail": str(event)})}
 

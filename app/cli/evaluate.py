@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from app.cli.common import IndexDirOption, cli, err, settings_for
 from app.rag.modes import PromptMode, Strategy
+from app.rag.pipeline import AnswerMode
+
+
+class AnswerModeChoice(StrEnum):
+    """The answer modes that retrieve (closed-book is --closed-book)."""
+
+    rag = "rag"
+    extractive = "extractive"
 
 
 @cli.command("eval")
@@ -20,6 +29,10 @@ def eval_(
     prompt_mode: Annotated[PromptMode, typer.Option(help="the prompt's exemplars")] = PromptMode.one_shot,
     strategy: Annotated[Strategy, typer.Option(help="the RAG side's strategy")] = Strategy.direct,
     shots: Annotated[int | None, typer.Option(min=1, help="few_shot's exemplars")] = None,
+    answer_mode: Annotated[
+        AnswerModeChoice | None,
+        typer.Option("--mode", help="the RAG side's mode; default RAGQA_DEFAULT_MODE"),
+    ] = None,
     refusal_min_score: Annotated[
         float | None,
         typer.Option(
@@ -62,8 +75,10 @@ def eval_(
         concurrency=concurrency,
         strategy=rag_strategy,
         shots=shots,
+        mode=AnswerMode(answer_mode.value) if answer_mode else None,
     )
     suffix = "" if rag_strategy is Strategy.direct else f"-{rag_strategy}"
+    suffix += f"-{answer_mode.value}" if answer_mode else ""
     out = out or Path("reports") / f"eval-{collection}-{mode}{suffix}.json"
     progress = Progress(
         TextColumn("questions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err

@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     # sentence without asking the LLM. Calibrated on squad-v2.0-dev (`ragqa refusal-curve`):
     # the least confabulation that refuses at most 5% of answerable questions; docs/prompting.md.
     refusal_min_score: float = Field(0.325, ge=-1.0, le=1.0)
+    # How /v1/ask answers when a request names no mode: "rag" generates, "extractive" quotes
+    # the best evidence sentences. "auto": extractive when the LLM is the bundled 135M model
+    # (whose generated answers hold the gold answer far less often than a quote does,
+    # docs/grounding.md), rag for any other model.
+    default_mode: Literal["auto", "rag", "extractive", "closed_book"] = "auto"
+    # What follows when the support check finds a generated answer sentence that no passage
+    # sentence supports: "flag" keeps it (grounded false, spans marked), "quote" answers with
+    # the evidence sentences instead, "refuse" with the refusal sentence. docs/grounding.md.
+    unsupported_answer: Literal["flag", "quote", "refuse"] = "quote"
+    # An answer sentence is supported when a passage sentence scores this (half cosine, half
+    # term containment); unset: the value calibrated for the embedding model.
+    support_min_score: float | None = Field(None, ge=0.0, le=1.0)
+    # Sentences an extractive answer (or a quote) is made of.
+    quote_sentences: int = Field(2, ge=1, le=5)
     # Exemplars for one/few-shot prompts: "similarity" picks the k nearest to each question
     # (the bank embedded once at start-up), "fixed" always the bank's first k.
     exemplar_selection: Literal["similarity", "fixed"] = "fixed"
@@ -89,6 +103,13 @@ class Settings(BaseSettings):
     log_format: str = Field("json", pattern="^(json|text)$")
     # The embedding map projects at most this many chunks; above it, a sample.
     map_max_points: int = Field(1000, ge=50)
+
+    @property
+    def resolved_default_mode(self) -> str:
+        """``default_mode`` with auto resolved: extractive for the bundled SmolLM2-135M."""
+        if self.default_mode != "auto":
+            return self.default_mode
+        return "extractive" if self.llm_model == EMBEDDED_LLM_ALIAS else "rag"
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

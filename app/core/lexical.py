@@ -66,6 +66,13 @@ def _kiwi():
     return Kiwi()
 
 
+def korean_sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence by Kiwi's splitter, which knows Korean endings (-다, -요)."""
+    kiwi = _kiwi()
+    with _kiwi_lock:
+        return [(s.start, s.end) for s in kiwi.split_into_sents(text)]
+
+
 def korean_morphemes(text: str) -> list[tuple[str, str]]:
     """(form, tag) of each morpheme, e.g. 우체통은 -> (우체통, NNG), (은, JX)."""
     return [(form, tag) for form, tag, _ in _analyse(text)]

@@ -29,6 +29,7 @@ class EvalConfig:
     temperature: float = 0.0
     strategy: Strategy = Strategy.direct  # the RAG side's; closed-book answers directly
     shots: int | None = None  # few_shot's k; None: the server's default
+    mode: AnswerMode | None = None  # the RAG side's (rag or extractive); None: the server's default
 
 
 class Backend(Protocol):
@@ -50,6 +51,8 @@ def ask_fields(question: str, config: EvalConfig, closed_book: bool) -> dict[str
     }
     if config.shots is not None:
         fields["shots"] = config.shots
+    if config.mode is not None:
+        fields["mode"] = config.mode
     if closed_book:  # nothing is retrieved, so top_k would be refused
         fields.update(mode=AnswerMode.closed_book, strategy=Strategy.direct)
         del fields["top_k"]

@@ -51,10 +51,23 @@ def max_over_golds(metric, prediction: str, golds: Sequence[str]) -> float:
     return max((metric(prediction, g) for g in golds), default=0.0)
 
 
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
 def contains_gold(prediction: str, golds: Sequence[str]) -> bool:
-    """Whether a normalised gold answer appears in the normalised prediction, on token bounds."""
+    """Whether a normalised gold answer appears in the normalised prediction, on token bounds.
+
+    A Korean gold needs a word start only: particles and endings attach to the word that ends
+    it (빨간색 in 빨간색입니다).
+    """
     padded = f" {normalize_answer(prediction)} "
-    return any(normalize_answer(g) and f" {normalize_answer(g)} " in padded for g in golds)
+    for gold in golds:
+        g = normalize_answer(gold)
+        if not g:
+            continue
+        if f" {g} " in padded or (_HANGUL.search(g[-1]) and f" {g}" in padded):
+            return True
+    return False
 
 
 # ---- retrieval -------------------------------------------------------------------------------

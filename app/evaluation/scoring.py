@@ -6,6 +6,7 @@ from typing import Any
 
 from app.evaluation import metrics
 from app.evaluation.dataset import EvalQuestion
+from app.rag.language import Language, is_in_language
 from app.rag.prompts import is_refusal
 
 # Retrieval is scored to this depth whatever top_k the answers use: hit@1..10 and MRR@10.
@@ -38,7 +39,11 @@ def score_retrieval(q: EvalQuestion, passages: list[dict]) -> dict:
 
 def score_answer(q: EvalQuestion, reply: dict) -> dict:
     answer = reply["answer"]
-    refused = is_refusal(answer)
+    source = reply.get("answer_source")
+    refused = source == "refused" if source else is_refusal(answer)
+    contains = q.answerable and not refused and metrics.contains_gold(answer, q.answers)
+    citations = reply.get("citations") or []
+    language = reply.get("language")
     # A refusal is the empty prediction of SQuAD v2.0's scoring.
     prediction = "" if refused else answer
     golds = q.answers if q.answerable else [""]
@@ -47,7 +52,21 @@ def score_answer(q: EvalQuestion, reply: dict) -> dict:
         "refused": refused,
         "em": metrics.max_over_golds(metrics.exact_match, prediction, golds),
         "f1": metrics.max_over_golds(metrics.token_f1, prediction, golds),
-        "contains_gold": q.answerable and not refused and metrics.contains_gold(answer, q.answers),
+        "contains_gold": contains,
+        "answer_source": source,
+        "answer_words": len(answer.split()),
+        "citations": [{k: c[k] for k in ("id", "sentence", "support")} for c in citations],
+        # Of an answer holding a gold answer: does a cited sentence hold it too?
+        "cited_gold": (
+            any(metrics.contains_gold(c["sentence"], q.answers) for c in citations)
+            if contains
+            else None
+        ),
+        "supported_share": reply.get("supported_share"),
+        "language": language,
+        "language_match": (
+            is_in_language(answer, Language(language)) if language else None
+        ),
         "sources": [{k: s[k] for k in ("id", "doc", "score", "rank")} for s in reply.get("sources", [])],
         "model": reply.get("model"),
         "prompt_tokens": reply["usage"]["prompt_tokens"],
@@ -121,6 +140,22 @@ def aggregate_answers(records: list[dict], side: str) -> dict:
         "false_refusal_rate": _rate([r[side]["refused"] for r in answerable]),
         "correct_refusal_rate": _rate([r[side]["refused"] for r in unanswerable]),
         "confabulation_rate": _rate([not r[side]["refused"] for r in unanswerable]),
+        # Grounding (issue 18): among answers holding a gold answer, the share whose citations
+        # hold it too; supported sentences of generated answers; answers in the question's language.
+        "citation_precision": _rate(
+            [x["cited_gold"] for x in replies if x.get("cited_gold") is not None]
+        ),
+        "supported_share": _mean(
+            [x["supported_share"] for x in replies if x.get("supported_share") is not None]
+        ),
+        "language_match": _rate(
+            [x["language_match"] for x in replies if x.get("language_match") is not None]
+        ),
+        "answer_sources": {
+            name: sum(x.get("answer_source") == name for x in replies)
+            for name in ("generated", "quoted", "refused")
+        },
+        "mean_answer_words": _mean([x.get("answer_words", 0) for x in replies]),
         "latency_ms": {
             stage: _latency([x["timings_ms"][stage] for x in replies])
             for stage in ("retrieve", "generate", "total")

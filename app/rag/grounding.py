@@ -1,38 +1,185 @@
-"""How much of an answer the cited passages support: word overlap, cheap and model-free."""
+"""The last stage of every answer: hold it to the evidence, sentence by sentence.
+
+A generated answer is checked against the passage sentences (``app.rag.evidence``). What then
+happens to an answer that the passages do not support is a setting
+(``RAGQA_UNSUPPORTED_ANSWER``): keep it flagged, quote the evidence instead, or refuse. An
+answer not in the question's language is replaced by a quote. In extractive mode nothing is
+generated: the answer is the best evidence sentences, quoted verbatim.
+"""
 
 from __future__ import annotations
 
-import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 
+import numpy as np
+
+from app.rag.evidence import (
+    SUPPORT_MIN,
+    Citation,
+    Evidence,
+    SentenceEmbedder,
+    SentenceSelector,
+    check_support,
+    quote,
+)
+from app.rag.language import QUOTED_FROM, Language, is_in_language, language_of, refusal_for
+from app.rag.prompts import is_refusal
 from app.rag.retrieval import Passage
 
-_CITATION = re.compile(r"\[(\d+)\]")
-_WORD = re.compile(r"\w+")
-# Function words say nothing about support; counting them would flatter any answer.
-_STOPWORDS = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the their this to was "
-    "were which who with answer".split()
-)
-# An answer whose content words are at least this much in the cited passages counts as supported.
-SUPPORTED_OVERLAP = 0.5
+
+class UnsupportedAnswer(StrEnum):
+    """What to do with a generated answer that the passages do not support."""
+
+    flag = "flag"  # keep it, grounded false, with the unsupported spans marked
+    quote = "quote"  # answer with the best evidence sentences instead
+    refuse = "refuse"  # answer with the refusal sentence
 
 
-def cited_passages(answer: str, sources: list[Passage]) -> list[Passage]:
-    """The passages the answer cites by [n]; all of them when it cites none that exist."""
-    cited = {int(n) for n in _CITATION.findall(answer)}
-    chosen = [p for n, p in enumerate(sources, start=1) if n in cited]
-    return chosen or list(sources)
+class AnswerSource(StrEnum):
+    generated = "generated"
+    quoted = "quoted"
+    refused = "refused"
 
 
-def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(_CITATION.sub(" ", text).lower()) if w not in _STOPWORDS}
+# Extractive answers quote this many sentences (bench/extractive.py measures 1 and 2).
+QUOTE_SENTENCES = 2
+
+# The support threshold belongs to the embedding model whose cosines it compares (half of the
+# score); calibrated per model with bench/grounding.py, docs/grounding.md. Others: SUPPORT_MIN.
+SUPPORT_MIN_BY_MODEL: dict[str, float] = {}
 
 
-def token_overlap(answer: str, sources: list[Passage]) -> float:
-    """Share of the answer's content words found in the passages it cites (0 with none)."""
-    words = content_words(answer)
-    passages = cited_passages(answer, sources)
-    if not words or not passages:
-        return 0.0
-    seen = set().union(*(content_words(p.text) for p in passages))
-    return round(len(words & seen) / len(words), 3)
+def support_min_for(model_id: str) -> float:
+    return SUPPORT_MIN_BY_MODEL.get(model_id, SUPPORT_MIN)
+
+
+@dataclass(frozen=True, slots=True)
+class Grounding:
+    answer: str
+    answer_source: AnswerSource
+    grounded: bool
+    language: Language
+    citations: list[Citation] = field(default_factory=list)
+    unsupported: list[tuple[int, int]] = field(default_factory=list)
+    supported_share: float | None = None  # of the generated answer's sentences; None if none
+    # Why a generated answer was replaced: "unsupported" or "language"; None if it was not.
+    replaced: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.answer_source is AnswerSource.refused
+
+
+class _VectorCache:
+    """Sentence vectors by text, bounded: the passages of popular questions repeat."""
+
+    def __init__(self, embedder: SentenceEmbedder, size: int = 20_000):
+        self.embedder = embedder
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        fresh = self.embedder.embed_documents(missing) if missing else []
+        with self._lock:
+            for text, vector in zip(missing, fresh):
+                self._vectors[text] = np.asarray(vector, dtype=np.float32)
+            rows = [self._vectors[t] for t in texts]
+            for text in texts:
+                self._vectors.move_to_end(text)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed_query(text)
+
+
+class Grounder:
+    """Turns (question, passages, generated answer or none) into the answer a user reads.
+    CPU-bound (it embeds sentences): call it from a worker thread."""
+
+    def __init__(
+        self,
+        embedder: SentenceEmbedder,
+        *,
+        on_unsupported: UnsupportedAnswer = UnsupportedAnswer.flag,
+        support_min: float = SUPPORT_MIN,
+        min_relevance: float = -1.0,
+        quote_sentences: int = QUOTE_SENTENCES,
+        selector: SentenceSelector | None = None,
+    ):
+        self.embedder = _VectorCache(embedder)
+        self.on_unsupported = on_unsupported
+        self.support_min = support_min
+        self.min_relevance = min_relevance
+        self.quote_sentences = quote_sentences
+        self.selector = selector or SentenceSelector()
+
+    @classmethod
+    def from_settings(cls, settings, embedder) -> Grounder:
+        support_min = settings.support_min_score
+        return cls(
+            embedder,
+            on_unsupported=UnsupportedAnswer(settings.unsupported_answer),
+            support_min=support_min_for(embedder.model_id) if support_min is None else support_min,
+            min_relevance=settings.min_relevance,
+            quote_sentences=settings.quote_sentences,
+        )
+
+    def refusal(self, question: str) -> Grounding:
+        return Grounding(refusal_for(question), AnswerSource.refused, False, language_of(question))
+
+    def evidence(self, question: str, passages: Sequence[Passage]) -> Evidence:
+        return Evidence.build(question, passages, self.embedder)
+
+    def quote(
+        self, question: str, passages: Sequence[Passage], evidence: Evidence | None = None,
+        replaced: str | None = None,
+    ) -> Grounding:
+        """The best evidence sentences, verbatim; a refusal when there is no evidence."""
+        if not self._has_evidence(passages):
+            return self.refusal(question)
+        evidence = evidence or self.evidence(question, passages)
+        chosen = self.selector.select(evidence, self.quote_sentences)
+        if not chosen:
+            return self.refusal(question)
+        language = language_of(question)
+        quoted_text = " ".join(s.text for s in chosen)
+        prefix = "" if is_in_language(quoted_text, language) else QUOTED_FROM[language]
+        answer, citations = quote(chosen, prefix)
+        return Grounding(
+            answer, AnswerSource.quoted, True, language, citations, replaced=replaced
+        )
+
+    def run(self, question: str, passages: Sequence[Passage], generated: str) -> Grounding:
+        """Check a generated answer; keep, flag, quote or refuse it."""
+        language = language_of(question)
+        if is_refusal(generated) or not self._has_evidence(passages):
+            return self.refusal(question)
+        evidence = self.evidence(question, passages)
+        if not is_in_language(generated, language):
+            return self.quote(question, passages, evidence, replaced="language")
+        check = check_support(generated, evidence, self.embedder, self.support_min)
+        share = round(check.supported_share, 3) if check.checked else None
+        if check.grounded or self.on_unsupported is UnsupportedAnswer.flag:
+            return Grounding(
+                generated, AnswerSource.generated, check.grounded, language,
+                check.citations, check.unsupported, share,
+            )
+        if self.on_unsupported is UnsupportedAnswer.quote:
+            return self.quote(question, passages, evidence, replaced="unsupported")
+        return self.refusal(question)
+
+    def support_of(self, answer: str, question: str, passages: Sequence[Passage]):
+        """The support check alone (for a closed-book answer compared with the passages)."""
+        return check_support(answer, self.evidence(question, passages), self.embedder, self.support_min)
+
+    def _has_evidence(self, passages: Sequence[Passage]) -> bool:
+        return any(p.score >= self.min_relevance for p in passages)

@@ -1,9 +1,10 @@
-"""The ask pipeline: retrieve, pack the prompt, generate, judge groundedness.
+"""The ask pipeline: retrieve, pack the prompt, generate, hold the answer to the evidence.
 
 ``run()`` answers at once; ``stream()`` yields the sources, the answer token by token, then the
 result. Both take the same steps: ``prepare`` (step-back question, retrieval, exemplars,
-packing), generation, and ``_result``, the one place that judges an answer and builds its
-``AskResult``.
+packing), generation, and ``_result``, the one place that grounds an answer (``Grounder``:
+citations, the support check and its consequence, the question's language) and builds its
+``AskResult``. Mode ``extractive`` skips generation: the answer is quoted evidence.
 
 Strategies: ``direct`` answers at once; ``cot`` reasons step by step, then extracts the
 answer in a second call; ``step_back`` first writes a more general question and retrieves
@@ -23,10 +24,11 @@ from starlette.concurrency import run_in_threadpool
 
 from app.llm.client import Completion, StreamDelta, UnknownAdapter
 from app.llm.protocol import ChatLLM, Messages, Sampling
-from app.rag.grounding import SUPPORTED_OVERLAP, token_overlap
+from app.rag.evidence import Citation
+from app.rag.grounding import AnswerSource, Grounder, Grounding
+from app.rag.language import Language, language_of
 from app.rag.packing import ContextPacker, PackedPrompt
 from app.rag.prompts import (
-    REFUSAL,
     PromptMode,
     Strategy,
     clean_step_back_question,
@@ -60,6 +62,7 @@ __all__ = [
 
 class AnswerMode(StrEnum):
     rag = "rag"
+    extractive = "extractive"  # the best evidence sentences, quoted; nothing generated
     closed_book = "closed_book"
 
 
@@ -107,7 +110,7 @@ class ClosedBookAnswer:
     answer: str
     grounded: bool
     refused: bool
-    token_overlap: float
+    supported_share: float | None  # of its sentences, by the RAG passages
 
 
 @dataclass
@@ -127,9 +130,15 @@ class AskResult:
     mode: AnswerMode = AnswerMode.rag
     reasoning: str | None = None
     step_back_question: str | None = None
-    token_overlap: float | None = None
     closed_book: ClosedBookAnswer | None = None
     top_score: float | None = None  # rag: the best retrieved similarity (see PreparedPrompt)
+    answer_source: AnswerSource = AnswerSource.generated
+    citations: list[Citation] = field(default_factory=list)
+    unsupported: list[tuple[int, int]] = field(default_factory=list)
+    supported_share: float | None = None
+    language: Language = Language.en
+    # The generated answer when the grounding stage replaced it (by a quote or a refusal).
+    generated_answer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +209,7 @@ class AskPipeline:
         min_relevance: float,
         selector: ExemplarSelector | None = None,
         refusal_min_score: float = -1.0,
+        grounder: Grounder | None = None,
     ):
         self.retriever = retriever
         self.packer = packer
@@ -207,6 +217,7 @@ class AskPipeline:
         self.min_relevance = min_relevance
         self.selector = selector or ExemplarSelector(ExemplarSelection.fixed)
         self.refusal_min_score = refusal_min_score
+        self.grounder = grounder or Grounder(retriever.embedder, min_relevance=min_relevance)
 
     async def retrieve(
         self, question: str, collection: str, top_k: int, options: RetrievalOptions | None = None
@@ -219,13 +230,6 @@ class AskPipeline:
         if name not in available:
             raise UnknownAdapter(name, available)
 
-    def judge(self, answer: str, passages: list[Passage]) -> tuple[bool, bool]:
-        """(grounded, refused): grounded needs a passage the model saw that is similar
-        enough to the question to be evidence, and an answer that is not a refusal."""
-        refused = is_refusal(answer)
-        has_evidence = any(p.score >= self.min_relevance for p in passages)
-        return has_evidence and not refused, refused
-
     # ---- the two ways to answer -------------------------------------------------------------
 
     async def run(self, query: AskQuery) -> AskResult:
@@ -237,7 +241,7 @@ class AskPipeline:
         prepared = await self.prepare(query, usage)
         generating = time.perf_counter()
         answer, reasoning = await self._generate(query, prepared, usage)
-        result = self._result(query, usage, answer, generating, prepared, reasoning)
+        result = await self._result(query, usage, answer, generating, prepared, reasoning)
         if query.compare:
             await self._add_closed_book(query, result)
         return result
@@ -255,10 +259,10 @@ class AskPipeline:
 
         generating = time.perf_counter()
         first_token: float | None = None
-        if prepared.refuse_without_llm(self.refusal_min_score):
-            # The same answer run() gives when nothing retrieved is close enough: no LLM call.
-            answer = REFUSAL
-            yield TokenEvent(REFUSAL)
+        if query.mode is AnswerMode.extractive or prepared.refuse_without_llm(self.refusal_min_score):
+            # No LLM call: the grounding stage quotes or refuses, as in run(); the done event
+            # carries that answer.
+            answer = ""
         else:
             pieces: list[str] = []
             model, finish_reason = "", None
@@ -291,7 +295,9 @@ class AskPipeline:
             # Without reported usage, the packer's count is the prompt's size in the engine's tokens.
             prompt_tokens = prompt_tokens or packed.prompt_tokens
             usage.add(Completion(answer, model, prompt_tokens, completion_tokens, finish_reason))
-        result = self._result(query, usage, answer, generating, prepared)
+        result = await self._result(query, usage, answer, generating, prepared)
+        if not answer:
+            yield TokenEvent(result.answer)
         yield DoneEvent(result, _ms(first_token - generating) if first_token else None)
 
     # ---- the shared steps -------------------------------------------------------------------
@@ -357,9 +363,10 @@ class AskPipeline:
     async def _generate(
         self, query: AskQuery, prepared: PreparedPrompt, usage: _Usage
     ) -> tuple[str, str | None]:
-        """(answer, reasoning) for a prepared prompt, in one piece."""
-        if prepared.refuse_without_llm(self.refusal_min_score):
-            return REFUSAL, None
+        """(answer, reasoning) for a prepared prompt, in one piece; "" when nothing is generated
+        (extractive mode, or nothing retrieved close enough to ask about)."""
+        if query.mode is AnswerMode.extractive or prepared.refuse_without_llm(self.refusal_min_score):
+            return "", None
         messages = prepared.packed.messages
         if query.strategy is Strategy.cot:
             # Kojima et al. stage 1: reasoning, which may run over several paragraphs.
@@ -373,26 +380,44 @@ class AskPipeline:
         usage = _Usage()
         messages = to_openai_messages(render_closed_book_messages(query.question))
         completion = await self._chat(usage, messages, query)
-        return self._result(query, usage, completion.text, started, None)
+        return await self._result(query, usage, completion.text, started, None)
 
     async def _add_closed_book(self, query: AskQuery, result: AskResult) -> None:
         """compare: the closed-book answer beside the RAG one, judged on the RAG passages."""
         started = time.perf_counter()
         closed = await self._closed_book(query)
-        overlap = token_overlap(closed.answer, result.sources)
+        check = await run_in_threadpool(
+            self.grounder.support_of, closed.answer, query.question, result.sources
+        )
         has_evidence = any(p.score >= self.min_relevance for p in result.sources)
         result.closed_book = ClosedBookAnswer(
             answer=closed.answer,
-            grounded=has_evidence and not closed.refused and overlap >= SUPPORTED_OVERLAP,
+            grounded=has_evidence and not closed.refused and check.grounded,
             refused=closed.refused,
-            token_overlap=overlap,
+            supported_share=round(check.supported_share, 3) if check.checked else None,
         )
         result.prompt_tokens += closed.prompt_tokens
         result.completion_tokens += closed.completion_tokens
         result.timings_ms["closed_book"] = _ms(time.perf_counter() - started)
         result.timings_ms["total"] += result.timings_ms["closed_book"]
 
-    def _result(
+    async def _grounding(
+        self, query: AskQuery, answer: str, prepared: PreparedPrompt | None
+    ) -> Grounding:
+        if prepared is None:  # closed-book: no passages, nothing to ground on
+            refused = is_refusal(answer)
+            return Grounding(
+                answer, AnswerSource.refused if refused else AnswerSource.generated, False,
+                language_of(query.question),
+            )
+        passages = prepared.packed.passages
+        if prepared.refuse_without_llm(self.refusal_min_score):
+            return self.grounder.refusal(query.question)
+        if query.mode is AnswerMode.extractive:
+            return await run_in_threadpool(self.grounder.quote, query.question, passages)
+        return await run_in_threadpool(self.grounder.run, query.question, passages, answer)
+
+    async def _result(
         self,
         query: AskQuery,
         usage: _Usage,
@@ -401,30 +426,30 @@ class AskPipeline:
         prepared: PreparedPrompt | None,
         reasoning: str | None = None,
     ) -> AskResult:
-        """The one place an answer is judged and its ``AskResult`` built. ``prepared`` None is
-        the closed-book answer: no passages, so nothing to ground it on."""
+        """The one place an answer is grounded and its ``AskResult`` built. ``prepared`` None is
+        the closed-book answer."""
+        generated = time.perf_counter()
+        grounding = await self._grounding(query, answer, prepared)
         done = time.perf_counter()
-        generate = _ms(done - generating)
+        generate = _ms(generated - generating)
         if prepared is None:
-            grounded, refused = False, is_refusal(answer)
             passages: list[Passage] = []
-            dropped, step_back_question, overlap, top_score = 0, None, None, None
+            dropped, step_back_question, top_score = 0, None, None
             timings = {"retrieve": 0.0, "pack": 0.0, "generate": generate, "total": generate}
         else:
             passages, dropped = prepared.packed.passages, prepared.packed.dropped
-            grounded, refused = self.judge(answer, passages)
             step_back_question, top_score = prepared.step_back_question, prepared.top_score
-            overlap = token_overlap(answer, passages)
             timings = {
                 **prepared.timings_ms,
                 "generate": generate,
+                "ground": _ms(done - generated),
                 "total": _ms(done - prepared.started),
             }
         closed = prepared is None
         return AskResult(
-            answer=answer,
-            grounded=grounded,
-            refused=refused,
+            answer=grounding.answer,
+            grounded=grounding.grounded,
+            refused=grounding.refused,
             sources=passages,
             passages_dropped=dropped,
             prompt_mode=PromptMode.zero_shot if closed else query.prompt_mode,
@@ -434,9 +459,14 @@ class AskPipeline:
             finish_reason=usage.finish_reason,
             timings_ms=timings,
             strategy=Strategy.direct if closed else query.strategy,
-            mode=AnswerMode.closed_book if closed else AnswerMode.rag,
+            mode=AnswerMode.closed_book if closed else query.mode,
             reasoning=reasoning,
             step_back_question=step_back_question,
-            token_overlap=overlap,
             top_score=top_score,
+            answer_source=grounding.answer_source,
+            citations=grounding.citations,
+            unsupported=grounding.unsupported,
+            supported_share=grounding.supported_share,
+            language=grounding.language,
+            generated_answer=answer if answer and grounding.answer != answer else None,
         )

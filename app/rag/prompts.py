@@ -15,6 +15,7 @@ from importlib import resources
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 from langchain_core.prompts import ChatPromptTemplate, FewShotChatMessagePromptTemplate
 
+from app.rag.language import ANSWER_IN, language_of
 from app.rag.modes import PromptMode, Strategy
 
 # The one sentence the model is told to give when the passages lack the answer.
@@ -146,14 +147,21 @@ def render_messages(
     strategy: Strategy = Strategy.direct,
     step_back_question: str = "",
 ) -> list[BaseMessage]:
-    """The answer prompt; ``exemplars`` (chosen per question) replaces the mode's fixed ones."""
+    """The answer prompt; ``exemplars`` (chosen per question) replaces the mode's fixed ones.
+    A question in another language than English asks for the answer in that language."""
     if exemplars is None and strategy is Strategy.direct:
-        return chat_prompt(mode).format_messages(context=context, question=question)
-    prompt = answer_prompt(exemplars if exemplars is not None else exemplars_for(mode), strategy)
-    variables = {"context": context, "question": question}
-    if strategy is Strategy.step_back:
-        variables["step_back_question"] = step_back_question
-    return prompt.format_messages(**variables)
+        messages = chat_prompt(mode).format_messages(context=context, question=question)
+    else:
+        prompt = answer_prompt(exemplars if exemplars is not None else exemplars_for(mode), strategy)
+        variables = {"context": context, "question": question}
+        if strategy is Strategy.step_back:
+            variables["step_back_question"] = step_back_question
+        messages = prompt.format_messages(**variables)
+    instruction = ANSWER_IN.get(language_of(question))
+    if instruction:
+        system = messages[0]
+        messages[0] = system.model_copy(update={"content": f"{system.content}\n- {instruction}"})
+    return messages
 
 
 def cot_extract_messages(
@@ -201,7 +209,7 @@ def to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
 
 _REFUSAL_PATTERNS = re.compile(
     r"not in the (documents|passages)|(documents|passages) do not (contain|say|mention)"
-    r"|no information (about|on) this|\bI do(n't| not) know\b",
+    r"|no information (about|on) this|\bI do(n't| not) know\b|문서에 (답|정보)이 없|모르겠습니다",
     re.IGNORECASE,
 )
 

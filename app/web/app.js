@@ -7,6 +7,7 @@ keyInput.value = localStorage.getItem("ragqa-api-key") || "";
 keyInput.addEventListener("change", () => { localStorage.setItem("ragqa-api-key", keyInput.value.trim()); loadCollections(); });
 
 let sources = [];
+let citations = [];
 let controller = null;
 
 function headers(extra = {}) {
@@ -49,19 +50,83 @@ function renderAnswer(text) {
   });
 }
 
-function showPassage(n) {
+// The passage; with a citation, its supporting sentence highlighted.
+function showPassage(n, citation = null) {
   const source = sources[n - 1];
   if (!source) return;
   $("passage-title").textContent = `[${n}] ${source.doc}`;
-  $("passage-meta").textContent = `rank ${source.rank} · similarity ${source.score.toFixed(3)} · chunk ${source.id}`;
-  $("passage-text").textContent = source.text;
+  $("passage-meta").textContent = `rank ${source.rank} · similarity ${source.score.toFixed(3)} · chunk ${source.id}`
+    + (citation ? ` · support ${citation.support.toFixed(2)}` : "");
+  const text = $("passage-text");
+  text.replaceChildren();
+  if (citation) {
+    const mark = document.createElement("mark");
+    mark.className = "support";
+    mark.textContent = source.text.slice(citation.sentence_start, citation.sentence_end);
+    text.append(source.text.slice(0, citation.sentence_start), mark, source.text.slice(citation.sentence_end));
+  } else text.textContent = source.text;
   $("passage").showModal();
+  if (citation) text.querySelector("mark").scrollIntoView({ block: "center" });
+}
+
+function sourceNumber(id) { return sources.findIndex((s) => s.id === id) + 1; }
+
+function openCitation(i) {
+  const c = citations[i];
+  if (c) showPassage(sourceNumber(c.id), c);
 }
 
 document.addEventListener("click", (event) => {
   const link = event.target.closest("a.cite");
-  if (link) { event.preventDefault(); showPassage(Number(link.dataset.n)); }
+  if (link) { event.preventDefault(); showPassage(Number(link.dataset.n)); return; }
+  const cited = event.target.closest("[data-citation]");
+  if (cited) { event.preventDefault(); openCitation(Number(cited.dataset.citation)); }
 });
+
+// The final answer: cited spans open their sentence; spans no passage supports are marked.
+function renderGrounded(data) {
+  const answer = data.answer;
+  const marks = [
+    ...data.citations.map((c, i) => ({ start: c.answer_start, end: c.answer_end, cls: "cited", i })),
+    ...data.unsupported.map((u) => ({ start: u.start, end: u.end, cls: "unsupported" })),
+  ].sort((a, b) => a.start - b.start);
+  let html = "", at = 0;
+  for (const m of marks) {
+    if (m.start < at) continue;
+    html += renderAnswer(answer.slice(at, m.start));
+    const attrs = m.cls === "cited" ? ` data-citation="${m.i}" title="open the supporting sentence"` : ` title="no passage supports this"`;
+    html += `<mark class="${m.cls}"${attrs}>${renderAnswer(answer.slice(m.start, m.end))}</mark>`;
+    at = m.end;
+  }
+  return html + renderAnswer(answer.slice(at));
+}
+
+function renderCitations() {
+  $("citations").replaceChildren(...citations.map((c, i) => {
+    const li = document.createElement("li");
+    li.innerHTML = `<a href="#" data-citation="${i}"></a><span class="support-score"></span>`;
+    li.querySelector("a").textContent = `[${sourceNumber(c.id)}] “${c.sentence}”`;
+    li.querySelector(".support-score").textContent = `support ${c.support.toFixed(2)}`;
+    return li;
+  }));
+}
+
+const VERDICTS = {
+  quoted: "quoted from the passages",
+  refused: "the documents do not hold the answer",
+};
+
+function showResult(data) {
+  const answer = $("answer");
+  citations = data.citations || [];
+  answer.lang = data.language || "en";
+  answer.innerHTML = renderGrounded({ ...data, citations, unsupported: data.unsupported || [] });
+  renderCitations();
+  let verdict = VERDICTS[data.answer_source]
+    || (data.grounded ? "every sentence is supported by the passages" : "not supported by the passages: marked sentences");
+  if (data.generated_answer) verdict += " (the generated answer was replaced)";
+  $("verdict").textContent = verdict;
+}
 
 function renderSources() {
   $("sources").replaceChildren(...sources.map((s, i) => {
@@ -106,29 +171,39 @@ async function ask(event) {
   $("answer-box").hidden = false;
   const answer = $("answer");
   answer.textContent = ""; answer.classList.add("streaming");
-  $("verdict").textContent = ""; sources = []; renderSources();
+  $("verdict").textContent = ""; sources = []; citations = []; renderSources(); renderCitations();
   setStatus("retrieving…");
   const started = performance.now();
   let text = "";
+  const mode = $("mode").value || null;
+  const strategy = $("strategy").value;
+  // Streaming serves rag and extractive with strategy direct; the rest come in one piece.
+  const stream = mode !== "closed_book" && strategy === "direct";
   try {
     const response = await fetch("/v1/ask", {
       method: "POST",
-      headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+      headers: headers({ "Content-Type": "application/json", Accept: stream ? "text/event-stream" : "application/json" }),
       body: JSON.stringify({
         question, collection: $("collection").value, prompt_mode: $("prompt-mode").value,
-        top_k: Number($("top-k").value) || null, stream: true,
+        top_k: mode === "closed_book" ? null : Number($("top-k").value) || null, stream, mode, strategy,
       }),
       signal: controller.signal,
     });
     if (!response.ok) throw new Error(await errorText(response));
+    if (!stream) {
+      const data = await response.json();
+      sources = data.sources; renderSources(); showResult(data);
+      setStatus(`total ${data.timings_ms.total} ms · ${data.usage.completion_tokens} tokens · ${data.model} · ${data.mode}`);
+      return;
+    }
     for await (const { event: kind, data } of readEvents(response)) {
       if (kind === "sources") { sources = data.sources; renderSources(); setStatus("generating…"); }
       else if (kind === "token") { text += data.text; answer.innerHTML = renderAnswer(text); }
       else if (kind === "done") {
-        answer.innerHTML = renderAnswer(data.answer);
-        $("verdict").textContent = data.grounded ? "grounded in the passages" : (data.refused ? "the documents do not hold the answer" : "not grounded: no passage is similar enough");
+        // The done event's answer replaces the streamed text (a quote, or a refusal).
+        showResult(data);
         const t = data.timings_ms;
-        setStatus(`first token ${t.first_token ?? "-"} ms · total ${t.total} ms · ${data.usage.completion_tokens} tokens · ${data.model}`);
+        setStatus(`first token ${t.first_token ?? "-"} ms · total ${t.total} ms · ${data.usage.completion_tokens} tokens · ${data.model} · ${data.mode}`);
       } else if (kind === "error") throw new Error(data.detail);
     }
   } catch (error) {
@@ -154,7 +229,23 @@ async function showMap() {
   setStatus(`map ${response.headers.get("X-Map-Cache") === "hit" ? "from cache" : "computed"}`);
 }
 
+async function upload() {
+  const files = $("upload").files;
+  const name = $("collection").value || "default";
+  if (!files.length) return;
+  const form = new FormData();
+  for (const f of files) form.append("files", f);
+  setStatus(`uploading ${files.length} file(s) to ${name}…`);
+  const response = await fetch(`/v1/collections/${encodeURIComponent(name)}/documents`, { method: "POST", headers: headers(), body: form });
+  if (!response.ok) { setStatus(`upload: ${await errorText(response)}`, true); return; }
+  const { summary } = await response.json();
+  setStatus(`uploaded: ${summary.added} added, ${summary.updated} updated, ${summary.skipped.length} skipped`);
+  $("upload").value = "";
+  loadCollections();
+}
+
 $("ask-form").addEventListener("submit", ask);
+$("upload").addEventListener("change", upload);
 $("stop").addEventListener("click", () => controller && controller.abort());
 $("show-map").addEventListener("click", showMap);
 loadCollections();

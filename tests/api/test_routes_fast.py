@@ -41,6 +41,9 @@ def make_client(index_dir, llm: FakeChatLLM, **overrides) -> TestClient:
     # refusal_min_score -1: the fake embedder's similarities are low; always ask the fake LLM.
     overrides.setdefault("refusal_min_score", -1.0)
     overrides.setdefault("min_relevance", 0.0)
+    # flag: the routes' tests see the scripted answer; tests/api/test_grounding_routes.py
+    # covers quote, refuse and extractive.
+    overrides.setdefault("unsupported_answer", "flag")
     settings = fake_settings(index_dir, **overrides)
     return TestClient(create_app(settings, fake_services(settings, llm)))
 
@@ -93,6 +96,7 @@ def test_metrics_scrape_counts_answers(client):
     client.post("/v1/ask", json={"question": "What is ragqa?"})
     text = client.get("/metrics").text
     assert "ragqa_collection_chunks" in text and 'collection="default"' in text
+    assert 'ragqa_answers_total{source="generated"}' in text
 
 
 def test_metrics_route_absent_when_disabled(index_dir, llm):
@@ -117,10 +121,11 @@ def test_ask_answers_with_sources(client, llm):
     response = client.post("/v1/ask", json={"question": "What is ragqa?", "top_k": 2, "seed": 7})
     body = response.json()
     assert response.status_code == 200
-    assert body["answer"] == DEFAULT_ANSWER and body["grounded"] and not body["refused"]
+    assert body["answer"] == DEFAULT_ANSWER and not body["refused"]
+    assert body["answer_source"] == "generated" and body["mode"] == "rag"
     assert len(body["sources"]) == 2 and body["model"] == FAKE_LLM_MODEL
     assert body["usage"]["completion_tokens"] == len(DEFAULT_ANSWER.split())
-    assert set(body["timings_ms"]) >= {"retrieve", "pack", "generate", "total"}
+    assert set(body["timings_ms"]) >= {"retrieve", "pack", "generate", "ground", "total"}
     (call,) = llm.calls
     assert call["seed"] == 7 and call["stop"] == ["\n\n"] and call["temperature"] == 0.0
     assert "What is ragqa?" in call["messages"][-1]["content"]

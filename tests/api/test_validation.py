@@ -132,7 +132,7 @@ def test_retrieve_returns_ranked_passages(client):
 
 
 def test_unreachable_llm_is_503_not_500(client):
-    response = client.post("/v1/ask", json={"question": "Does ragqa need a GPU?"})
+    response = client.post("/v1/ask", json={"question": "Does ragqa need a GPU?", "mode": "rag"})
     assert response.status_code == 503
     assert "cannot reach the LLM" in response.json()["detail"]
 

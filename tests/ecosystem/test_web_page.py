@@ -87,6 +87,30 @@ def test_ask_stream_and_open_a_citation(page, keyed_server, tmp_path):
     assert shot.stat().st_size > 10_000
 
     page.click("dialog#passage button")
+
+    # The default mode with the bundled model quotes the evidence: each citation opens its
+    # passage with the supporting sentence highlighted; the page declares the answer's language.
+    assert page.get_attribute("#answer", "lang") == "en"
+    assert page.locator("#mode option").count() == 4 and page.locator("#strategy option").count() == 3
+    assert page.locator("#upload").count() == 1
+    assert page.locator("#citations li").count() >= 1
+    page.click("#citations li a")
+    dialog.wait_for(state="visible")
+    highlighted = dialog.locator("mark.support").text_content()
+    assert highlighted and highlighted in page.text_content("#answer")
+    page.screenshot(path=str(artifacts_dir(tmp_path) / "web-citation.png"), full_page=True)
+    page.click("dialog#passage button")
+
+    # A Korean question: the answer is Korean, and the page says so.
+    page.fill("#question", "ragqa는 한국어 문서를 어떻게 검색하나요?")
+    page.click("#ask")
+    page.wait_for_function(
+        "document.getElementById('answer').lang === 'ko' && !document.getElementById('ask').disabled",
+        timeout=300_000,
+    )
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in page.text_content("#answer"))
+    page.screenshot(path=str(artifacts_dir(tmp_path) / "web-korean.png"), full_page=True)
+
     page.click("#show-map")
     page.wait_for_function("document.getElementById('map').naturalWidth > 0", timeout=300_000)
     assert page.evaluate("document.getElementById('map').naturalWidth") == 1200

@@ -34,7 +34,7 @@ def mean(values):
 @pytest.fixture(scope="module")
 def report(squad_index, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "report.json"
-    done = run_eval(squad_index, out, "--closed-book")
+    done = run_eval(squad_index, out, "--closed-book", "--mode", "rag")
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text()), out, done.stdout
 
@@ -181,7 +181,8 @@ def test_strategy_over_http_reaches_the_server(squad_server, tmp_path):
     out = tmp_path / "step_back.json"
     done = subprocess.run(
         [str(RAGQA), "eval", str(SQUAD11 / "questions.jsonl"), "--collection", "squad", "--limit", "2",
-         "--out", str(out), "--url", squad_server.url, "--strategy", "step_back", "--max-tokens", "24"],
+         "--out", str(out), "--url", squad_server.url, "--strategy", "step_back", "--max-tokens", "24",
+         "--mode", "rag"],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -149,3 +149,9 @@ def test_percentile_interpolates_like_numpy():
     assert percentile(values, 95) == pytest.approx(38.5)
     assert percentile([7], 95) == 7
     assert percentile([], 50) is None
+
+
+def test_contains_gold_lets_korean_particles_follow_the_gold():
+    assert contains_gold("우체통은 빨간색입니다.", ["빨간색"])
+    assert not contains_gold("우체통은 새빨간색입니다.", ["빨간색"])  # still needs a word start
+    assert not contains_gold("They were Normans", ["Norman"])  # English keeps both bounds

@@ -38,7 +38,7 @@ def test_no_llm_process_remains_when_the_server_is_killed_mid_answer(sample_inde
 
     def ask() -> None:
         try:
-            body = {"question": "Does ragqa need a GPU?", "collection": "default", "max_tokens": 256}
+            body = {"question": "Does ragqa need a GPU?", "collection": "default", "max_tokens": 256, "mode": "rag"}
             httpx.post(f"{server.url}/v1/ask", json=body, timeout=120)
         except httpx.HTTPError:
             pass  # the server dies under it
@@ -55,7 +55,7 @@ def test_an_answer_comes_from_the_embedded_model(sample_index, tmp_path):
     server = start_server(sample_index, tmp_path / "serve.log")
     try:
         response = httpx.post(
-            f"{server.url}/v1/ask", json={"question": "Does ragqa need a GPU?", "max_tokens": 64}, timeout=300
+            f"{server.url}/v1/ask", json={"question": "Does ragqa need a GPU?", "max_tokens": 64, "mode": "rag"}, timeout=300
         )
         assert response.status_code == 200, response.text
         body = response.json()

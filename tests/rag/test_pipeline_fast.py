@@ -78,6 +78,6 @@ def test_stream_gives_the_result_run_gives(index_dir, refusal_min_score):
     assert "".join(e.text for e in events if isinstance(e, TokenEvent)) == streamed.answer
     assert events[0].passages == streamed.sources
     same = ("answer", "grounded", "refused", "sources", "passages_dropped", "prompt_mode", "model")
-    for key in (*same, "strategy", "mode", "top_score", "token_overlap", "completion_tokens"):
+    for key in (*same, "strategy", "mode", "top_score", "answer_source", "citations", "supported_share", "completion_tokens"):
         assert getattr(streamed, key) == getattr(ran, key), key
     assert (ran.answer == REFUSAL) is (refusal_min_score == 1.0)

@@ -1,4 +1,4 @@
-"""The rendered messages of each strategy, answer extraction, merging, overlap, exemplar picking."""
+"""The rendered messages of each strategy, answer extraction, merging, exemplar picking."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
-from app.rag.grounding import cited_passages, token_overlap
 from app.rag.pipeline import merge_passages
 from app.rag.prompts import (
     CLOSED_BOOK_REFUSAL,
@@ -150,16 +149,6 @@ def test_merge_keeps_the_original_first_and_drops_duplicates():
     merged = merge_passages([passage(3), passage(1)], [passage(1), passage(7), passage(3), passage(9)])
     assert [p.id for p in merged] == [3, 1, 7, 9]
     assert [p.rank for p in merged] == [1, 2, 3, 4]
-
-
-def test_token_overlap_counts_content_words_in_the_cited_passage():
-    sources = [passage(1, text="The bridge opened in 1931."), passage(2, text="Old Tom is the starter.")]
-    assert cited_passages("Old Tom [2]", sources) == [sources[1]]
-    assert cited_passages("Old Tom [9]", sources) == sources  # a citation to nothing: all passages
-    assert token_overlap("Old Tom [2]", sources) == 1.0
-    assert token_overlap("Old Tom [1]", sources) == 0.0  # cited the wrong passage
-    assert token_overlap("the bridge opened in 1932", sources) == pytest.approx(2 / 3, abs=1e-3)
-    assert token_overlap("", sources) == 0.0
 
 
 class BagOfWords(Embeddings):

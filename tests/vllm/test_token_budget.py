@@ -26,7 +26,7 @@ QUESTIONS = {
 def test_fifty_long_passages_and_a_large_answer_never_overflow(backend, mode, request, record):
     server = request.getfixturevalue(backend)
     for question in [QUESTIONS[mode]]:
-        body = {"question": question, "collection": "long", "top_k": 50, "max_tokens": 2048, "prompt_mode": mode}
+        body = {"question": question, "collection": "long", "top_k": 50, "max_tokens": 2048, "prompt_mode": mode, "mode": "rag"}
         response = httpx.post(f"{server.url}/v1/ask", json=body, timeout=600)
         assert response.status_code == 200, response.text
         result = response.json()

@@ -29,7 +29,7 @@ from app.api.openai_schemas import (
     completion_id,
     total_usage,
 )
-from app.api.schemas import MAX_QUESTION_CHARS, Source
+from app.api.schemas import MAX_QUESTION_CHARS, Citation, Source
 from app.api.streaming import data, guarded, sse_response, start_stream
 from app.core.store import StoreError
 from app.llm.client import LLMError
@@ -121,9 +121,14 @@ async def _chunks(
                     "refused": result.refused,
                     "llm_model": result.model,
                     "timings_ms": {**result.timings_ms, "first_token": event.time_to_first_token_ms},
+                    "answer_source": result.answer_source,
+                    "answer": result.answer if result.generated_answer is not None else None,
                 }
             )
-            yield chunk(DeltaMessage(), result.finish_reason or "stop", ragqa=done_info)
+            yield chunk(
+                DeltaMessage(), result.finish_reason or "stop",
+                citations=Citation.of(result.citations), ragqa=done_info,
+            )  # fmt: skip
             if include_usage:
                 usage = total_usage(result, condensed)
                 yield data(

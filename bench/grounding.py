@@ -1,0 +1,168 @@
+"""The support check calibrated on one half of squad-v2.0-dev and measured on the other.
+
+    python -m bench.grounding /work/reports/v20-gen.json --index-dir /work/indexes-eval \\
+        --collection squad20 --out grounding.json
+
+The report must come from ``ragqa eval --refusal-min-score -1`` (every question reached the
+LLM), so each answer, its sources and its ``top_score`` are on record. Each answer is replayed
+through ``app.rag.grounding.Grounder`` under a grid of (retrieval threshold, support threshold,
+policy for unsupported answers), and extractive mode under each retrieval threshold. The
+questions are split in two halves by article (sha1 of the doc name): the half A picks the
+setting with the least confabulation whose false refusals stay at most 5 %, half B reports it.
+
+Scores, over what a user reads (a quote for an unanswerable question counts as confabulation,
+so does a flagged answer): contains-gold and false refusal on answerable questions,
+confabulation on unanswerable ones. It also times the check: p50 wall and CPU ms of one
+``Grounder.run`` with the sentence-vector cache cold and warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import time
+from pathlib import Path
+
+from app.core.embeddings import load_embedding_model
+from app.core.store import IndexStore
+from app.evaluation.metrics import contains_gold
+from app.rag.grounding import Grounder, UnsupportedAnswer
+from app.rag.retrieval import Passage
+
+REFUSAL_THRESHOLDS = [-1.0, 0.2, 0.25, 0.3, 0.325, 0.35, 0.4, 0.45, 0.5]
+SUPPORT_THRESHOLDS = [0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8]
+MAX_FALSE_REFUSAL = 0.05
+
+
+def half_of(doc: str) -> str:
+    return "A" if hashlib.sha1(doc.encode()).digest()[0] % 2 == 0 else "B"
+
+
+def load_cases(report: Path, store: IndexStore, collection: str) -> list[dict]:
+    chunks = store.load(collection).chunks
+    cases = []
+    for r in json.loads(report.read_text("utf-8"))["questions"]:
+        side = r.get("rag") or {}
+        if side.get("error", "x") is not None:
+            continue
+        passages = [
+            Passage(s["id"], s["doc"], chunks[s["id"]].text, s["score"], s["rank"])
+            for s in side["sources"]
+        ]
+        cases.append({**r, "answer": side["answer"], "top_score": side["top_score"], "passages": passages})
+    return cases
+
+
+def outcome(case: dict, grounding) -> dict:
+    refused = grounding.refused
+    return {
+        "refused": refused,
+        "gold": case["answerable"] and not refused and contains_gold(grounding.answer, case["answers"]),
+    }
+
+
+def score(outcomes: list[tuple[dict, dict]]) -> dict:
+    answerable = [o for c, o in outcomes if c["answerable"]]
+    unanswerable = [o for c, o in outcomes if not c["answerable"]]
+
+    def rate(xs, key):
+        return round(sum(o[key] for o in xs) / len(xs), 3) if xs else None
+
+    return {
+        "contains_gold": rate(answerable, "gold"),
+        "false_refusal": rate(answerable, "refused"),
+        "confabulation": round(1 - rate(unanswerable, "refused"), 3) if unanswerable else None,
+    }
+
+
+def sweep(cases: list[dict], grounders: dict) -> dict[str, list[tuple[dict, dict]]]:
+    """Outcomes per setting name, over all cases."""
+    results: dict[str, list] = {}
+    for r in REFUSAL_THRESHOLDS:
+        for case in cases:
+            below = case["top_score"] < r
+            for name, (grounder, extractive) in grounders.items():
+                key = f"{name}@r={r}"
+                if below:
+                    g = grounder.refusal(case["question"])
+                elif extractive:
+                    g = grounder.quote(case["question"], case["passages"])
+                else:
+                    g = grounder.run(case["question"], case["passages"], case["answer"])
+                results.setdefault(key, []).append((case, outcome(case, g)))
+    return results
+
+
+def timings(cases: list[dict], embedder) -> dict:
+    grounder = Grounder(embedder, on_unsupported=UnsupportedAnswer.flag)
+    out = {}
+    for label in ("cold", "warm"):
+        wall, cpu = [], []
+        for case in cases[:60]:
+            started, cpu0 = time.perf_counter(), time.process_time()
+            grounder.run(case["question"], case["passages"], case["answer"])
+            wall.append(1000 * (time.perf_counter() - started))
+            cpu.append(1000 * (time.process_time() - cpu0))
+        out[label] = {"p50_ms": round(statistics.median(wall), 1), "p50_cpu_ms": round(statistics.median(cpu), 1)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("report", type=Path)
+    parser.add_argument("--index-dir", type=Path, required=True)
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--embedding-model", default="sentence-transformers/all-MiniLM-L6-v2")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    embedder = load_embedding_model(args.embedding_model)
+    cases = load_cases(args.report, IndexStore(args.index_dir), args.collection)
+    timing = timings(cases, embedder)
+    grounders = {"extractive": (Grounder(embedder), True)}
+    for t in SUPPORT_THRESHOLDS:
+        for policy in UnsupportedAnswer:
+            grounders[f"{policy.value}@s={t}"] = (
+                Grounder(embedder, on_unsupported=policy, support_min=t), False
+            )
+    results = sweep(cases, grounders)
+    table = {
+        key: {half: score([(c, o) for c, o in outs if half_of(c["doc"]) == half]) for half in "AB"}
+        for key, outs in results.items()
+    }
+    as_run = table["flag@s=0.6@r=-1.0"]
+
+    def best(*prefixes: str) -> str:
+        allowed = [k for k in table if k.startswith(prefixes)
+                   and table[k]["A"]["false_refusal"] <= MAX_FALSE_REFUSAL + 1e-9]
+        return min(allowed, key=lambda k: (table[k]["A"]["confabulation"], -table[k]["A"]["contains_gold"]))
+
+    chosen = {
+        "generated, any policy": best("flag", "quote", "refuse"),
+        "generated, quote": best("quote"),
+        "generated, refuse": best("refuse"),
+        "extractive": best("extractive"),
+    }
+    report = {
+        "report": str(args.report),
+        "questions": len(cases),
+        "halves": {h: sum(half_of(c["doc"]) == h for c in cases) for h in "AB"},
+        "as_run": as_run,
+        "chosen_on_A": {label: {"setting": k, **table[k]} for label, k in chosen.items()},
+        "timings": timing,
+        "table": table,
+    }
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
+    print(f"\n{'setting chosen on A':<34} {'B: gold':>8} {'false ref':>9} {'confab':>7}")
+    for label, k in chosen.items():
+        b = table[k]["B"]
+        print(f"{label + ' ' + k:<34} {b['contains_gold']:>8} {b['false_refusal']:>9} {b['confabulation']:>7}")
+
+
+if __name__ == "__main__":
+    main()
