@@ -15,7 +15,6 @@ from app.rag.evidence import (
 from app.rag.retrieval import Passage
 from tests.fakes import FakeEmbedder as HashedWords
 
-
 PASSAGES = [
     Passage(7, "a.txt", "Paris is large. The Eiffel Tower was finished in 1889. It is tall.", 0.6, 1),
     Passage(9, "b.txt", "The Eiffel Tower was finished in 1889. Lyon is a city.", 0.4, 2),
