@@ -90,9 +90,11 @@ def test_ingest_is_one_shot(compose):
 
 
 def test_api_and_ingest_share_the_indexes(compose):
+    # A named volume (a copy of the image's folder, owned by uid 10001), or a host folder instead.
     services = compose["services"]
     index_dir = services["api"]["environment"]["RAGQA_INDEX_DIR"]
-    assert mounts(services["api"])[index_dir] == mounts(services["ingest"])[index_dir] == "./indexes"
+    assert mounts(services["api"])[index_dir] == mounts(services["ingest"])[index_dir] == "${RAGQA_INDEXES:-indexes}"
+    assert "indexes" in compose["volumes"]
 
 
 def test_dockerfile_builds_offline_capable_image(dockerfile):
