@@ -55,9 +55,15 @@ base_image() {
     log "no registry reachable: building a stand-in for $BASE from Debian bookworm (about a minute)"
     local root
     root=$(mktemp -d /var/tmp/ragqa-base.XXXXXX)
-    as_root debootstrap --variant=minbase \
-        --include=python3,python3-venv,python3-dev,python-is-python3,ca-certificates \
-        bookworm "$root" "$(debian_mirror)" >/dev/null
+    local try
+    for try in 1 2; do
+        if as_root debootstrap --variant=minbase \
+            --include=python3,python3-venv,python3-dev,python-is-python3,ca-certificates \
+            bookworm "$root" "$(debian_mirror)" >/dev/null; then break; fi
+        [ "$try" = 1 ] || return 1
+        log "debootstrap failed; trying once more"
+        as_root rm -rf "$root" && mkdir -p "$root"
+    done
     as_root rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/tmp/*
     as_root tar -C "$root" -c . | podman import \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -103,7 +109,13 @@ build_image() {
     args+=(-v "$conf_dir/pip.conf:/etc/pip.conf:ro")
     log "podman build ${args[*]} ."
     local started=$SECONDS
-    nice -n 5 podman build "${args[@]}" "$REPO" || { rm -rf "$conf_dir"; return 1; }
+    # A second try reuses the layers that were built: a registry hiccup costs only the failed step.
+    local try
+    for try in 1 2; do
+        if nice -n 5 podman build "${args[@]}" "$REPO"; then break; fi
+        if [ "$try" = 2 ]; then rm -rf "$conf_dir"; return 1; fi
+        log "build failed; trying once more"
+    done
     rm -rf "$conf_dir"
     log "built $IMAGE in $((SECONDS - started)) s: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes"
 }
