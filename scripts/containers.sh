@@ -3,6 +3,7 @@
 #   scripts/containers.sh engine   podman (Debian), podman-compose (PyPI), the base image
 #   scripts/containers.sh build    build ragqa:latest (podman build --format docker)
 #   scripts/containers.sh all      both (the default)
+#   scripts/containers.sh size     the image's size above its base, the largest parts of /opt/venv
 # Idempotent: a second run only checks. podman reads deploy/containers.conf (CONTAINERS_CONF), not /etc.
 # Where no container registry is reachable, python:3.11-slim-bookworm is stood in for by Debian
 # bookworm's own Python 3.11 (debootstrap + podman import), tagged with the official name.
@@ -120,9 +121,21 @@ build_image() {
     log "built $IMAGE in $((SECONDS - started)) s: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes"
 }
 
+report_size() {
+    # The image above its base layer (the stand-in base differs from the official one), and the
+    # five largest parts of /opt/venv.
+    local image base
+    image=$(podman image inspect --format '{{.Size}}' "$IMAGE")
+    base=$(podman image inspect --format '{{.Size}}' "$BASE")
+    echo "$IMAGE: $((image / 1000000)) MB, $(((image - base) / 1000000)) MB above $BASE ($((base / 1000000)) MB)"
+    podman run --rm --entrypoint sh "$IMAGE" -c \
+        'du -sm /opt/venv; du -sm /opt/venv/lib/python3.11/site-packages/* | sort -rn | head -5'
+}
+
 case "${1:-all}" in
     engine) install_engine; base_image ;;
     build) build_image ;;
     all) install_engine; base_image; build_image ;;
-    *) echo "usage: $0 [engine|build|all]" >&2; exit 64 ;;
+    size) report_size ;;
+    *) echo "usage: $0 [engine|build|all|size]" >&2; exit 64 ;;
 esac
