@@ -26,6 +26,7 @@ def summary_of(result: subprocess.CompletedProcess) -> dict:
 
 def test_one_shot_ingest_completed_and_a_second_run_embeds_nothing(stack):
     ingest = stack.container("ingest")
+    sh("podman", "wait", ingest, timeout=120)  # the api may be ready while it is still exiting
     state = sh("podman", "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", ingest).stdout.split()
     assert state == ["exited", "0"], sh("podman", "logs", ingest, check=False).stderr
     again = stack.run("run", "--rm", "ingest", "ragqa", "ingest", "/data/docs", "--collection", "default", "--json")
