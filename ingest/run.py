@@ -74,6 +74,7 @@ class IngestSummary:
     outliers: list[dict] | None = None  # only when asked for
     version: str | None = None
     seconds: float = 0.0
+    reason: str | None = None  # why the run changed nothing on purpose (an empty folder)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,13 +192,27 @@ class IngestJob:
         prune: bool = True,
         outliers: bool = False,
         on_progress: ProgressCallback | None = None,
+        allow_empty: bool = False,
     ) -> IngestSummary:
-        """Sync ``folder`` into ``collection``; with ``prune``, documents gone from it are removed."""
+        """Sync ``folder`` into ``collection``; with ``prune``, documents gone from it are removed.
+
+        A folder with no document in it (a wrong path, a mount that failed) changes nothing and
+        says why in ``reason``; ``allow_empty`` syncs it anyway, removing every document."""
         folder = Path(folder)
         validate_collection_name(collection)
         if not folder.is_dir():
             raise IngestError(f"{folder} is not a folder")
         files, passed_over = discover(folder)
+        if not files and not allow_empty:
+            summary = IngestSummary(collection=collection, skipped=list(passed_over))
+            manifest = self._current_manifest(collection)
+            if manifest is not None:
+                summary.chunks, summary.version = manifest.chunk_count, manifest.version
+            summary.reason = (
+                f"no document in {folder}: {collection!r} is left as it is"
+                " (a wrong path or a mount that failed?)"
+            )
+            return summary
         return self._sync(
             collection, files, passed_over=passed_over, whole_folder=True, prune=prune,
             outliers=outliers, on_progress=on_progress,

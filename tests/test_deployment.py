@@ -90,9 +90,11 @@ def test_ingest_is_one_shot(compose):
 
 
 def test_api_and_ingest_share_the_indexes(compose):
+    # A named volume (a copy of the image's folder, owned by uid 10001), or a host folder instead.
     services = compose["services"]
     index_dir = services["api"]["environment"]["RAGQA_INDEX_DIR"]
-    assert mounts(services["api"])[index_dir] == mounts(services["ingest"])[index_dir] == "./indexes"
+    assert mounts(services["api"])[index_dir] == mounts(services["ingest"])[index_dir] == "${RAGQA_INDEXES:-indexes}"
+    assert "indexes" in compose["volumes"]
 
 
 def test_dockerfile_builds_offline_capable_image(dockerfile):
@@ -118,3 +120,79 @@ def test_compose_matches_the_compose_spec():
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- compose.cpu.yml: checked statically here; tests/deploy runs it for real under podman ----
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """Reads compose's !reset and !override tags as ("!reset", value) pairs."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> tuple:
+    if isinstance(node, yaml.MappingNode):
+        return node.tag, loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return node.tag, loader.construct_sequence(node, deep=True)
+    return node.tag, loader.construct_scalar(node)
+
+
+for _tag in ("!reset", "!override"):
+    _ComposeLoader.add_constructor(_tag, _tagged)
+
+
+@pytest.fixture(scope="module")
+def cpu_override() -> dict:
+    return yaml.load((REPO / "compose.cpu.yml").read_text(), Loader=_ComposeLoader)
+
+
+def merged_cpu_config(tmp_path) -> dict:
+    result = subprocess.run(
+        [str(BIN / "podman-compose"), "--dry-run", "-f", str(REPO / "docker-compose.yml"),
+         "-f", str(REPO / "compose.cpu.yml"), "config"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_cpu_override_replaces_the_gpu_vllm_under_the_same_name(cpu_override):
+    vllm = cpu_override["services"]["vllm"]
+    assert vllm["deploy"][0] == "!reset" and vllm["healthcheck"][0] == "!override"
+    assert vllm["image"] == "ragqa:latest"
+    command = " ".join(vllm["command"])
+    assert "llama_cpp.server" in command and "--port 8000" in command and "--host 0.0.0.0" in command
+    assert "--model_alias smollm2-135m-instruct" in command
+    assert cpu_override["services"]["api"]["environment"] == {"RAGQA_LLM_MODEL": "smollm2-135m-instruct"}
+    assert cpu_override["services"]["api"]["depends_on"][0] == "!reset"
+
+
+def test_merged_cpu_stack_keeps_the_url_and_volumes_and_matches_the_compose_spec(tmp_path):
+    merged = merged_cpu_config(tmp_path)
+    services = merged["services"]
+    assert set(services) == {"vllm", "api", "ingest"}
+    assert "deploy" not in services["vllm"] and "ipc" not in services["vllm"]
+    assert "/v1/models" in " ".join(services["vllm"]["healthcheck"]["test"])
+    assert services["api"]["environment"]["RAGQA_LLM_BASE_URL"] == "http://vllm:8000/v1"
+    assert "depends_on" not in services["api"]
+    assert "indexes:/srv/ragqa/indexes" in services["api"]["volumes"]
+    assert "indexes:/srv/ragqa/indexes" in services["ingest"]["volumes"]
+    path = tmp_path / "merged.yml"
+    path.write_text(yaml.safe_dump(merged))
+    result = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_container_scripts_pass_shellcheck():
+    scripts = [str(REPO / "scripts" / name) for name in ("containers.sh",)]
+    result = subprocess.run([str(BIN / "shellcheck"), *scripts], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_podman_config_stays_below_the_machines_limits():
+    conf = (REPO / "deploy" / "containers.conf").read_text()
+    assert 'runtime = "runc"' in conf and 'cgroup_manager = "cgroupfs"' in conf
+    assert '"nofile=10000:10000"' in conf and '"nproc=4096:4096"' in conf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,8 +23,13 @@ def ingest(
     prune: Annotated[bool, typer.Option(help="remove documents gone from the folder")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="end with the summary as one JSON line")] = False,
     outliers: Annotated[bool, typer.Option(help="also report chunks far from every other chunk")] = False,
+    allow_empty: Annotated[
+        bool, typer.Option(help="sync a folder with no document: removes every document of the collection")
+    ] = False,
 ) -> None:
-    """Sync a folder into a collection: add, update and delete only what changed."""
+    """Sync a folder into a collection: add, update and delete only what changed.
+
+    A folder with no document in it changes nothing (exit 0) unless --allow-empty."""
     from app.core.store import IndexStore, StoreError
     from app.wiring import build_embedder, build_ingest_job
     from ingest.run import IngestError, IngestProgress
@@ -48,10 +54,22 @@ def ingest(
 
     try:
         with progress:
-            summary = job.run(path, collection, prune=prune, outliers=outliers, on_progress=on_progress)
+            summary = job.run(
+                path, collection, prune=prune, outliers=outliers, on_progress=on_progress, allow_empty=allow_empty
+            )
     except (IngestError, StoreError, ValueError) as exc:
         err.print(f"[red]ingest failed:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
+    except PermissionError as exc:  # e.g. a container's uid that cannot write the mounted index folder
+        err.print(
+            f"[red]ingest failed:[/red] cannot write the index folder {settings.index_dir} as uid {os.getuid()}"
+            f" ({exc.strerror}: {exc.filename}). Make it writable by that user, e.g."
+            f" `chown -R {os.getuid()} {settings.index_dir}` on the host folder, or use a named volume.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from exc
+    if summary.reason:
+        err.print(f"[yellow]nothing ingested:[/yellow] {summary.reason}; --allow-empty empties it", soft_wrap=True)
 
     table = Table(title=f"ingested {path} into {collection!r}")
     for column in ("added", "updated", "unchanged", "deleted", "skipped", "chunks", "seconds"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import signal
 import sys
 from typing import Annotated
@@ -28,6 +30,12 @@ def serve(
 
     settings = get_settings()
     configure_logging(log_level, settings.log_format)
+    if settings.index_dir.exists() and not os.access(settings.index_dir, os.W_OK | os.X_OK):
+        err.print(
+            f"[yellow]warning:[/yellow] the index folder {settings.index_dir} is not writable by uid {os.getuid()}:"
+            " uploads and ingests will fail and /readyz answers 503 (chown it, or use a named volume)",
+            soft_wrap=True,
+        )
     embedded = settings.llm_base_url is None
     # Until uvicorn takes over signal handling, make SIGTERM unwind so the child is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))

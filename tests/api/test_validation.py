@@ -156,3 +156,13 @@ def test_openapi_docs_are_served(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/ask", "/v1/retrieve", "/v1/collections", "/healthz", "/readyz"} <= set(paths)
+
+
+def test_readyz_names_an_index_folder_it_cannot_write(client, sample_index, monkeypatch):
+    # As in a container whose uid 10001 does not own the mounted folder (tests run as root).
+    import app.api.routes.health as health
+
+    monkeypatch.setattr(health.os, "access", lambda path, mode: False)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert any(f"the index folder {sample_index} is not writable" in p for p in response.json()["problems"])
