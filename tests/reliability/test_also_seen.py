@@ -18,7 +18,7 @@ def test_error_bodies_do_not_expose_the_index_path_or_llm_url(client):
 
 def test_the_llm_url_is_not_in_a_503(make_client):
     client = make_client(refusal_min_score=-1.0, min_relevance=-1.0)
-    response = client.post("/v1/ask", json={"question": "What is ragqa?"})
+    response = client.post("/v1/ask", json={"question": "What is ragqa?", "mode": "rag"})
     assert response.status_code == 503
     assert client.app.state.services.llm.base_url not in response.text
 

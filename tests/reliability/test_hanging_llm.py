@@ -41,7 +41,7 @@ def test_a_hanging_llm_gives_a_504_within_the_timeout(make_client, hanging_llm):
         llm_base_url=hanging_llm, llm_timeout_s=1.5, refusal_min_score=-1.0, min_relevance=-1.0
     )
     started = time.monotonic()
-    response = client.post("/v1/ask", json={"question": "What is ragqa?"})
+    response = client.post("/v1/ask", json={"question": "What is ragqa?", "mode": "rag"})
     elapsed = time.monotonic() - started
     assert response.status_code == 504, response.text
     assert elapsed < 1.5 * 4 + 5  # the tokenizer probe and the answer each bounded by the timeout

@@ -45,7 +45,7 @@ def test_the_sse_route_ends_a_cut_stream_with_an_error_event(make_client):
     client = make_client(refusal_min_score=-1.0, min_relevance=-1.0)  # fake vectors: never refuse
     llm = client.app.state.services.llm
     install_fake_llm(llm, stream_of(chunk("Ragqa"), chunk(" is")))  # cut: no finish reason
-    with client.stream("POST", "/v1/ask", json={"question": "What is ragqa?", "stream": True}) as response:
+    with client.stream("POST", "/v1/ask", json={"question": "What is ragqa?", "stream": True, "mode": "rag"}) as response:
         assert response.status_code == 200
         body = "".join(response.iter_text())
     events = [line.removeprefix("event: ").strip() for line in body.splitlines() if line.startswith("event:")]
