@@ -63,7 +63,10 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         max_part_bytes=settings.upload_max_bytes + PART_OVERHEAD_BYTES,
     )
     app.add_middleware(
-        ApiKeyAndRateLimitMiddleware, api_keys=settings.api_keys, rate_limit=settings.rate_limit
+        ApiKeyAndRateLimitMiddleware,
+        api_keys=settings.api_keys,
+        rate_limit=settings.rate_limit,
+        metrics_require_key=settings.metrics_require_key,
     )
     app.add_middleware(OpenAIErrorMiddleware)
     if settings.cors_origins:

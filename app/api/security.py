@@ -1,7 +1,8 @@
 """API keys and per-key rate limits for the /v1 routes, as one ASGI middleware.
 
 Rate limiting is the `limits` library's moving window, in memory: one process, one budget.
-/healthz, /readyz, /metrics and the web page stay open.
+/healthz, /readyz and the web page stay open; /metrics too, unless RAGQA_METRICS_REQUIRE_KEY
+(its series name collections).
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ def key_fingerprint(key: str) -> str:
 
 
 class ApiKeyAndRateLimitMiddleware:
-    def __init__(self, app: ASGIApp, api_keys: list[str], rate_limit: str):
+    def __init__(
+        self, app: ASGIApp, api_keys: list[str], rate_limit: str, metrics_require_key: bool = False
+    ):
         self.app = app
+        self.protected = (PROTECTED_PREFIX, "/metrics") if metrics_require_key else (PROTECTED_PREFIX,)
         self.api_keys = [k.encode() for k in api_keys]
         self.limits: list[RateLimitItem] = parse_many(rate_limit) if rate_limit else []
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
@@ -39,7 +43,7 @@ class ApiKeyAndRateLimitMiddleware:
         return any([hmac.compare_digest(given, key) for key in self.api_keys])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
+        if scope["type"] != "http" or not scope["path"].startswith(self.protected):
             await self.app(scope, receive, send)
             return
         client = f"ip:{scope['client'][0]}" if scope.get("client") else "ip:unknown"

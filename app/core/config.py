@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # Comma-separated origins allowed by CORS ("*" for any); empty: no CORS headers.
     cors_origins: Annotated[list[str], NoDecode] = []
     metrics_enabled: bool = True
+    # With API keys set, /metrics needs one too (its series name the collections).
+    metrics_require_key: bool = False
     log_format: str = Field("json", pattern="^(json|text)$")
     # The embedding map projects at most this many chunks; above it, a sample.
     map_max_points: int = Field(1000, ge=50)

@@ -332,6 +332,14 @@ def test_api_keys(index_dir, llm):
         assert client.get("/healthz").status_code == 200  # open
         openai_401 = client.get("/v1/models")
         assert openai_401.json()["error"]["type"] == "authentication_error"
+        assert client.get("/metrics").status_code == 200  # open unless RAGQA_METRICS_REQUIRE_KEY
+
+
+def test_metrics_can_require_a_key(index_dir, llm):
+    with make_client(index_dir, llm, api_keys=["k-1"], metrics_require_key=True) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer k-1"}).status_code == 200
+        assert client.get("/healthz").status_code == 200  # never needs one
 
 
 def test_rate_limit(index_dir, llm):
