@@ -60,6 +60,9 @@ class ChatCompletionRequest(BaseModel):
     # ragqa's extensions
     top_k: int | None = Field(None, ge=1, le=50)
     prompt_mode: PromptMode = PromptMode.one_shot
+    # A chat client expects the model to write the answer: rag, whatever RAGQA_DEFAULT_MODE says
+    # for /v1/ask; the grounding stage still checks it and may quote instead.
+    mode: Literal["rag", "extractive"] = Field("rag", description="rag, or extractive: quote the evidence")
 
     def collection(self) -> str:
         return self.model.removeprefix(MODEL_PREFIX)
@@ -84,8 +87,8 @@ class ChatCompletionRequest(BaseModel):
                 temperature=self.temperature if self.temperature is not None else 0.0,
                 max_tokens=self.answer_cap() or settings.llm_default_max_tokens,
             ),
-            # the default answer mode and the collection's LoRA adapter, as /v1/ask uses them
-            mode=AnswerMode(settings.resolved_default_mode),
+            mode=AnswerMode(self.mode),
+            # the collection's LoRA adapter, as /v1/ask uses it
             adapter=settings.collection_adapters.get(collection),
         )
 

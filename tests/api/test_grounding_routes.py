@@ -93,11 +93,12 @@ def test_chat_completion_carries_citations(index_dir):  # noqa: F811
     with make_client(index_dir, FakeChatLLM(), llm_model="smollm2-135m-instruct") as client:
         body = client.post(
             "/v1/chat/completions",
-            json={"model": "ragqa/default", "messages": [{"role": "user", "content": QUESTION}]},
+            json={"model": "ragqa/default", "mode": "extractive", "messages": [{"role": "user", "content": QUESTION}]},
         ).json()
         with client.stream(
             "POST", "/v1/chat/completions",
-            json={"model": "ragqa/default", "stream": True, "messages": [{"role": "user", "content": QUESTION}]},
+            json={"model": "ragqa/default", "mode": "extractive", "stream": True,
+                  "messages": [{"role": "user", "content": QUESTION}]},
         ) as r:
             r.read()
     assert body["ragqa"]["answer_source"] == "quoted" and body["citations"]
