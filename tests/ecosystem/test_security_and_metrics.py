@@ -166,7 +166,7 @@ def test_llm_unavailable_is_counted(client):
         return values[("ragqa_llm_errors_total", (("kind", "unavailable"),))]
 
     before = unavailable(samples(client.get("/metrics").text))
-    response = client.post("/v1/ask", json={"question": "What is ragqa?"}, headers=AUTH)
+    response = client.post("/v1/ask", json={"question": "What is ragqa?", "mode": "rag"}, headers=AUTH)
     assert response.status_code == 503
     assert unavailable(samples(client.get("/metrics").text)) == before + 1
 
