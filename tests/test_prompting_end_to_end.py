@@ -35,7 +35,8 @@ def test_direct(client, question):
     assert body["strategy"] == "direct" and body["mode"] == "rag"
     assert body["answer"].strip() and body["sources"]
     assert body["reasoning"] is None and body["step_back_question"] is None
-    assert 0.0 <= body["token_overlap"] <= 1.0
+    assert body["answer_source"] in ("generated", "quoted", "refused")
+    assert body["supported_share"] is None or 0.0 <= body["supported_share"] <= 1.0
 
 
 def test_cot_reasons_then_extracts_a_shorter_answer(client, question):
@@ -80,14 +81,17 @@ def test_compare_returns_both_answers(client, question):
     assert body["answer"].strip() and body["sources"]
     closed = body["closed_book"]
     assert closed["answer"].strip()
-    assert 0.0 <= closed["token_overlap"] <= 1.0 and 0.0 <= body["token_overlap"] <= 1.0
+    # the closed-book answer is checked against the RAG passages by the same support check
+    assert closed["supported_share"] is None or 0.0 <= closed["supported_share"] <= 1.0
+    assert closed["grounded"] is False or closed["supported_share"] == 1.0
     assert body["timings_ms"]["closed_book"] > 0
 
 
 def test_max_tokens_and_stop_hold(client, question):
     capped = ask(client, question=question, max_tokens=3, stop=["."])
     assert 0 < capped["usage"]["completion_tokens"] <= 3
-    assert "." not in capped["answer"]
+    # what the model wrote; a quote may replace it when the passages do not support it
+    assert "." not in (capped["generated_answer"] or capped["answer"])
 
 
 def test_low_retrieval_score_refuses_without_asking_the_llm(client):
