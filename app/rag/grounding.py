@@ -144,7 +144,7 @@ class Grounder:
         replaced: str | None = None,
     ) -> Grounding:
         """The best evidence sentences, verbatim; a refusal when there is no evidence."""
-        if not self._has_evidence(passages):
+        if not self.has_evidence(passages):
             return self.refusal(question)
         evidence = evidence or self.evidence(question, passages)
         chosen = self.selector.select(evidence, self.quote_sentences)
@@ -161,7 +161,7 @@ class Grounder:
     def run(self, question: str, passages: Sequence[Passage], generated: str) -> Grounding:
         """Check a generated answer; keep, flag, quote or refuse it."""
         language = language_of(question)
-        if is_refusal(generated) or not self._has_evidence(passages):
+        if is_refusal(generated) or not self.has_evidence(passages):
             return self.refusal(question)
         evidence = self.evidence(question, passages)
         if not is_in_language(generated, language):
@@ -181,5 +181,6 @@ class Grounder:
         """The support check alone (for a closed-book answer compared with the passages)."""
         return check_support(answer, self.evidence(question, passages), self.embedder, self.support_min)
 
-    def _has_evidence(self, passages: Sequence[Passage]) -> bool:
+    def has_evidence(self, passages: Sequence[Passage]) -> bool:
+        """Some passage reaches RAGQA_MIN_RELEVANCE: the one test of "there is evidence"."""
         return any(p.score >= self.min_relevance for p in passages)

@@ -389,7 +389,7 @@ class AskPipeline:
         check = await run_in_threadpool(
             self.grounder.support_of, closed.answer, query.question, result.sources
         )
-        has_evidence = any(p.score >= self.min_relevance for p in result.sources)
+        has_evidence = self.grounder.has_evidence(result.sources)
         result.closed_book = ClosedBookAnswer(
             answer=closed.answer,
             grounded=has_evidence and not closed.refused and check.grounded,
