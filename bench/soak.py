@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import time
 from pathlib import Path
@@ -75,10 +76,14 @@ async def sample_rss(pid: int | None, deadline: float, samples: list[int]) -> No
 
 
 async def soak(args) -> None:
-    routes = {"retrieve": ["/v1/retrieve"], "ask": ["/v1/ask"], "both": ["/v1/retrieve", "/v1/ask"]}[args.route]
+    routes = {"retrieve": ["/v1/retrieve"], "ask": ["/v1/ask"], "both": ["/v1/retrieve", "/v1/ask"]}[
+        args.route
+    ]
     headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-    async with httpx.AsyncClient(base_url=args.url, headers=headers, timeout=args.timeout, limits=limits) as http:
+    async with httpx.AsyncClient(
+        base_url=args.url, headers=headers, timeout=args.timeout, limits=limits
+    ) as http:
         latencies: list[float] = []
         errors: dict[str, int] = {}
         samples: list[int] = []
@@ -88,21 +93,47 @@ async def soak(args) -> None:
         deadline = started + args.seconds
         await asyncio.gather(
             sample_rss(args.pid, deadline, samples),
-            *(client_loop(http, routes, args.collection, deadline, latencies, errors, n) for n in range(args.clients)),
+            *(
+                client_loop(http, routes, args.collection, deadline, latencies, errors, n)
+                for n in range(args.clients)
+            ),
         )
         elapsed = time.monotonic() - started
     done = len(latencies)
-    print(f"clients {args.clients}, {args.seconds:.0f} s on {', '.join(routes)}")
-    print(f"requests ok {done}, {done / elapsed:.1f}/s; errors {sum(errors.values())} {errors or ''}")
+    result: dict = {
+        "clients": args.clients,
+        "seconds": round(elapsed, 1),
+        "routes": routes,
+        "requests_ok": done,
+        "requests_per_s": round(done / elapsed, 1),
+        "errors": sum(errors.values()),
+        "errors_by_kind": errors,
+    }
     if latencies:
         ordered = sorted(latencies)
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        print(f"latency p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+        result["p50_ms"] = round(statistics.median(ordered) * 1000, 1)
+        result["p99_ms"] = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1)
     if samples:
         mb = [s / 2**20 for s in samples]
         warm = mb[min(len(mb) - 1, max(1, len(mb) // 10))]  # after the first tenth: warm-up
-        print(f"RSS MB start {mb[0]:.0f}, after warm-up {warm:.0f}, peak {max(mb):.0f}, end {mb[-1]:.0f}; "
-              f"growth after warm-up {100 * (mb[-1] - warm) / warm:+.1f} %")  # fmt: skip
+        result["rss_mb"] = {
+            "start": round(mb[0]),
+            "after_warm_up": round(warm),
+            "peak": round(max(mb)),
+            "end": round(mb[-1]),
+        }
+        result["rss_growth_after_warm_up_pct"] = round(100 * (mb[-1] - warm) / warm, 1)
+    print(json.dumps(result))
+    print(f"clients {args.clients}, {elapsed:.0f} s on {', '.join(routes)}")
+    print(f"requests ok {done}, {result['requests_per_s']}/s; errors {result['errors']} {errors or ''}")
+    if latencies:
+        print(f"latency p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+    if samples:
+        rss = result["rss_mb"]
+        print(
+            f"RSS MB start {rss['start']}, after warm-up {rss['after_warm_up']}, peak {rss['peak']}, "
+            f"end {rss['end']}; growth after warm-up {result['rss_growth_after_warm_up_pct']:+.1f} %"
+        )
 
 
 def main() -> None:

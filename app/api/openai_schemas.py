@@ -43,7 +43,7 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    include_usage: bool = False
+    include_usage: bool = Field(False, strict=True)
 
 
 class ChatCompletionRequest(BaseModel):
@@ -51,14 +51,14 @@ class ChatCompletionRequest(BaseModel):
 
     model: Text = Field(description="ragqa/<collection>, as listed by GET /v1/models")
     messages: list[ChatMessage] = Field(min_length=1, max_length=100)
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=1, le=2048)
-    max_completion_tokens: int | None = Field(None, ge=1, le=2048)
-    n: int = Field(1, ge=1, le=1, description="one choice only")
+    temperature: float | None = Field(None, ge=0.0, le=2.0, strict=True)
+    max_tokens: int | None = Field(None, ge=1, le=2048, strict=True)
+    max_completion_tokens: int | None = Field(None, ge=1, le=2048, strict=True)
+    n: int = Field(1, ge=1, le=1, description="one choice only", strict=True)
     # ragqa's extensions
-    top_k: int | None = Field(None, ge=1, le=50)
+    top_k: int | None = Field(None, ge=1, le=50, strict=True)
     prompt_mode: PromptMode = PromptMode.one_shot
     # A chat client expects the model to write the answer: rag, whatever RAGQA_DEFAULT_MODE says
     # for /v1/ask; the grounding stage still checks it and may quote instead.

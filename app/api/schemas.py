@@ -20,7 +20,6 @@ from app.rag.retrieval import Passage, RetrievalMode, RetrievalOptions
 MAX_QUESTION_CHARS = 4000
 
 
-
 def no_lone_surrogates(value: str) -> str:
     """JSON may escape a lone surrogate (\\ud800); it is not Unicode text and cannot be encoded
     as UTF-8 again, so it is refused here (a 422) instead of failing later (a 500)."""
@@ -45,12 +44,18 @@ class RetrieveRequest(BaseModel):
 
     question: Question
     collection: CollectionName = "default"
-    top_k: int | None = Field(None, ge=1, le=50, description="passages to retrieve; default from settings")
+    top_k: int | None = Field(
+        None, ge=1, le=50, description="passages to retrieve; default from settings", strict=True
+    )
     retrieval: RetrievalMode | None = Field(
         None, description="dense, bm25 or hybrid (both fused by RRF); default from settings"
     )
     diversity: float | None = Field(
-        None, ge=0.0, le=1.0, description="MMR re-ranking: 0 = off, higher = fewer near-duplicates"
+        None,
+        strict=True,
+        ge=0.0,
+        le=1.0,
+        description="MMR re-ranking: 0 = off, higher = fewer near-duplicates",
     )
 
     def retrieval_options(self, settings: Settings) -> RetrievalOptions:
@@ -64,7 +69,7 @@ StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 class AskRequest(RetrieveRequest):
     prompt_mode: PromptMode = PromptMode.one_shot
     shots: int | None = Field(
-        None, ge=1, le=len(exemplar_bank()), description="exemplars for few_shot (default 4)"
+        None, strict=True, ge=1, le=len(exemplar_bank()), description="exemplars for few_shot (default 4)"
     )
     strategy: Strategy = Field(
         Strategy.direct,
@@ -77,11 +82,13 @@ class AskRequest(RetrieveRequest):
         "sentences, nothing generated; closed_book: answer without retrieval. Default: "
         "RAGQA_DEFAULT_MODE (auto: extractive with the bundled 135M model, rag with any other)",
     )
-    compare: bool = Field(False, description="also give the closed-book answer beside the RAG one")
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="default: the backend's (1.0)")
+    compare: bool = Field(
+        False, description="also give the closed-book answer beside the RAG one", strict=True
+    )
+    temperature: float = Field(0.0, ge=0.0, le=2.0, strict=True)
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="default: the backend's (1.0)", strict=True)
     max_tokens: int | None = Field(
-        None, ge=1, le=2048, description="answer length cap; default from settings"
+        None, strict=True, ge=1, le=2048, description="answer length cap; default from settings"
     )
     adapter: str | None = Field(
         None,
@@ -89,11 +96,11 @@ class AskRequest(RetrieveRequest):
         max_length=200,
         description="a LoRA adapter the LLM serves (GET /v1/adapters); default: the collection's, if any",
     )
-    stream: bool = Field(False, description="server-sent events: sources, token..., done")
+    stream: bool = Field(False, description="server-sent events: sources, token..., done", strict=True)
     stop: list[StopSequence] | None = Field(
         None, max_length=4, description='where the answer ends; default ["\\n\\n"]'
     )
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="for repeatable sampling")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="for repeatable sampling", strict=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> AskRequest:
@@ -109,13 +116,9 @@ class AskRequest(RetrieveRequest):
         if self.mode is AnswerMode.extractive and self.strategy is Strategy.cot:
             raise ValueError("strategy cot generates its answer; use mode rag")
         if self.stream and (
-            self.strategy is not Strategy.direct
-            or self.compare
-            or self.mode is AnswerMode.closed_book
+            self.strategy is not Strategy.direct or self.compare or self.mode is AnswerMode.closed_book
         ):
-            raise ValueError(
-                "stream supports modes rag and extractive with strategy direct and no compare"
-            )
+            raise ValueError("stream supports modes rag and extractive with strategy direct and no compare")
         return self
 
     def answer_mode(self, settings: Settings) -> AnswerMode:
@@ -179,8 +182,13 @@ class Citation(BaseModel):
     def of(cls, citations: list[evidence.Citation]) -> list[Citation]:
         return [
             cls(
-                answer_start=c.start, answer_end=c.end, id=c.source_id, sentence=c.sentence,
-                sentence_start=c.sentence_start, sentence_end=c.sentence_end, support=c.support,
+                answer_start=c.start,
+                answer_end=c.end,
+                id=c.source_id,
+                sentence=c.sentence,
+                sentence_start=c.sentence_start,
+                sentence_end=c.sentence_end,
+                support=c.support,
             )
             for c in citations
         ]
@@ -371,7 +379,9 @@ class WriteSummary(BaseModel):
     chunks: int = Field(description="chunks in the collection after the write")
     embedded: int = Field(description="chunk texts sent to the embedding model")
     reused: int = Field(description="new chunks whose text was already embedded")
-    near_duplicates: list[dict] = Field(description="pairs of chunks from different documents, cosine >= 0.98")
+    near_duplicates: list[dict] = Field(
+        description="pairs of chunks from different documents, cosine >= 0.98"
+    )
     near_duplicate_pairs: int
     version: str | None
     seconds: float

@@ -51,3 +51,19 @@ def test_lone_surrogate_in_an_openai_message_gets_a_422(client):
 def test_a_huge_integer_is_a_422_not_a_500(client):
     response = raw_post(client, "/v1/retrieve", '{"question": "q?", "top_k": ' + "9" * 4000 + "}")
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize(
+    "path, field, value",
+    [
+        ("/v1/retrieve", "diversity", False),  # found by the negative fuzz: a bool passed as 0.0
+        ("/v1/retrieve", "top_k", "5"),
+        ("/v1/ask", "temperature", True),
+        ("/v1/ask", "stream", 1),
+        ("/v1/ask", "max_tokens", 8.0),
+    ],
+)
+def test_numbers_and_booleans_of_the_wrong_type_are_refused(client, path, field, value):
+    response = client.post(path, json={"question": "What is ragqa?", field: value})
+    assert response.status_code == 422, response.text
+    assert field in json.dumps(response.json()["detail"])

@@ -1,9 +1,11 @@
 """The probe as a standing test: schemathesis over the app's own /openapi.json.
 
-Every operation is fuzzed in-process against the real app (fake embedder, fake LLM) with a
-bounded number of examples; each response must not be a 5xx and must match the schema.
+Every operation is fuzzed in-process against the real app (fake embedder, fake LLM), with
+valid inputs (positive) and with inputs that break the schema (negative). No response may be a
+5xx, every response must match the schema, and invalid input must be refused with a 4xx.
 DELETE routes are pointed at a collection of their own; the LLM routes get a few examples.
-RAGQA_FUZZ_EXAMPLES raises the budget (e.g. 100 for a probe run of well over 1,000 cases).
+The fast tier runs a small budget; the slow tier runs the probe's size (over 1,000 cases).
+RAGQA_FUZZ_EXAMPLES overrides the slow budget per operation.
 """
 
 from __future__ import annotations
@@ -16,15 +18,21 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error, response_schema_conformance  # noqa: E402
+from schemathesis import GenerationMode  # noqa: E402
+from schemathesis.checks import (  # noqa: E402
+    negative_data_rejection,
+    not_a_server_error,
+    response_schema_conformance,
+)
 
 from tests.reliability.conftest import chunk, completion, ingest_samples, install_fake_llm, sse  # noqa: E402
 
-EXAMPLES = int(os.environ.get("RAGQA_FUZZ_EXAMPLES", "15"))
+FAST_EXAMPLES = 8
+SLOW_EXAMPLES = int(os.environ.get("RAGQA_FUZZ_EXAMPLES", "120"))
+PROBE_MIN_CASES = 1000
 # Routes that call the LLM or draw a map: a few examples each.
 SLOW_ROUTES = {"/v1/ask", "/v1/chat/completions", "/v1/collections/{name}/map.png", "/v1/collections/{name}/map"}
 DELETE_TARGET = "fuzz-deletes"
-CASES_RUN: list[str] = []
 
 
 def fake_llm(request: httpx.Request) -> httpx.Response:
@@ -58,32 +66,55 @@ def operations(schema):
         yield result.ok()
 
 
-def test_no_5xx_and_responses_match_the_schema(fuzz_app):
-    schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app.app)
+def fuzz(app, mode: GenerationMode, examples: int) -> tuple[int, list[str]]:
+    """Run every operation with ``examples`` cases in ``mode``; return the case count and failures."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    checks = [not_a_server_error, response_schema_conformance]
+    if mode is GenerationMode.NEGATIVE:
+        checks.append(negative_data_rejection)
+    cases_run = 0
     failures: list[str] = []
     for operation in operations(schema):
-        budget = 3 if operation.path in SLOW_ROUTES else EXAMPLES
+        budget = min(3, examples) if operation.path in SLOW_ROUTES else examples
 
         @settings(
             max_examples=budget, deadline=None, database=None, derandomize=True,
             suppress_health_check=list(HealthCheck),
         )  # fmt: skip
-        @given(case=operation.as_strategy())
+        @given(case=operation.as_strategy(generation_mode=mode))
         def run(case):
+            nonlocal cases_run
             if case.method.upper() == "DELETE" and case.path_parameters:
                 case.path_parameters["name"] = DELETE_TARGET  # never the other collections
-            CASES_RUN.append(operation.label)
+            cases_run += 1
             response = case.call()
             try:
-                case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+                case.validate_response(response, checks=checks)
             except Exception as exc:  # collect every failing operation, not just the first
-                failures.append(f"{operation.label}: {response.status_code} {str(exc)[:300]}")
+                failures.append(f"{mode.value} {operation.label}: {response.status_code} {str(exc)[:300]}")
                 raise
 
         try:
             run()
         except Exception:
             pass
-    print(f"schemathesis: {len(CASES_RUN)} cases, {len(failures)} failures")
+    return cases_run, failures
+
+
+@pytest.mark.parametrize("mode", list(GenerationMode), ids=lambda m: m.value)
+def test_no_5xx_and_responses_match_the_schema(fuzz_app, mode):
+    cases, failures = fuzz(fuzz_app.app, mode, FAST_EXAMPLES)
     assert not failures, "\n".join(dict.fromkeys(failures))
-    assert len(CASES_RUN) >= 50
+    assert cases >= 30
+
+
+@pytest.mark.slow
+def test_the_probe_at_full_size(fuzz_app):
+    total, failures = 0, []
+    for mode in GenerationMode:
+        cases, mode_failures = fuzz(fuzz_app.app, mode, SLOW_EXAMPLES)
+        print(f"schemathesis {mode.value}: {cases} cases, {len(mode_failures)} failures")
+        total += cases
+        failures += mode_failures
+    assert not failures, "\n".join(dict.fromkeys(failures))
+    assert total >= PROBE_MIN_CASES
