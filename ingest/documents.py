@@ -10,18 +10,20 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
+import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from app.core.store import Manifest, validate_collection_name
+from app.core.store import CollectionBusy, Manifest, validate_collection_name
 from ingest.run import IngestJob, IngestSummary
 
 _COPY_BLOCK = 1 << 20
 MAX_NAME_CHARS = 255
 # How long an API write waits for a collection's lock held by another process (a CLI ingest),
-# before its 409. Writes from this process queue behind each other without a bound.
+# before its 409. Writes from this process queue behind each other; once one of them found the
+# lock busy, those queued behind it try once and answer at once, instead of 2 s each in turn.
 WRITER_LOCK_WAIT_S = 2.0
 
 
@@ -64,6 +66,7 @@ class DocumentService:
         self.max_files = max_files
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._busy_until: dict[str, float] = {}  # collection -> when its lock was last found busy, + the wait
 
     @contextlib.contextmanager
     def _writing(self, collection: str):
@@ -71,8 +74,14 @@ class DocumentService:
         a lock held by another process is waited for at most WRITER_LOCK_WAIT_S."""
         with self._locks_guard:
             lock = self._locks.setdefault(collection, threading.Lock())
-        with lock, self.store.lock_wait(WRITER_LOCK_WAIT_S):
-            yield
+        with lock:
+            recently_busy = time.monotonic() < self._busy_until.get(collection, 0.0)
+            try:
+                with self.store.lock_wait(0.0 if recently_busy else WRITER_LOCK_WAIT_S):
+                    yield
+            except CollectionBusy:
+                self._busy_until[collection] = time.monotonic() + WRITER_LOCK_WAIT_S
+                raise
 
     def upload(
         self, collection: str, files: list[tuple[str | None, BinaryIO]]
