@@ -53,6 +53,7 @@ def serve(
                 log_level=log_level,
                 log_config=None,
                 timeout_graceful_shutdown=10,
+                timeout_keep_alive=int(settings.keep_alive_s),
             )
     except EmbeddedLLMError as exc:
         err.print(f"[red]cannot start the embedded LLM:[/red] {exc}", soft_wrap=True)

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     # Empty (the default): no limit; a self-hosted service's operator opts in.
     rate_limit: str = ""
     max_body_bytes: int = Field(1_048_576, ge=1024, description="JSON request bodies")
+    # How long an idle client connection is kept open. uvicorn's 5 s lets a busy client reuse a
+    # connection the server is closing (a request lost with no response); longer than the 60 s
+    # idle timeout of common load balancers, so that they close first.
+    keep_alive_s: float = Field(75.0, gt=0)
     # Comma-separated origins allowed by CORS ("*" for any); empty: no CORS headers.
     cors_origins: Annotated[list[str], NoDecode] = []
     metrics_enabled: bool = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import time
@@ -42,5 +43,22 @@ def test_kill_9_of_the_llm_child_recovers_within_a_bound(sample_index, tmp_path)
             f"{server.url}/v1/ask", json={"question": "Does ragqa need a GPU?", "max_tokens": 16}, timeout=300
         )
         assert answer.status_code == 200, answer.text
+    finally:
+        stop_server(server)
+
+
+def test_an_idle_connection_outlives_uvicorns_5_s_default(sample_index, tmp_path):
+    """The soak lost one request of 13,339 to a connection closed under it: a kept-alive
+    connection reused just as the server timed it out. An idle 7 s must not close it."""
+    no_llm = {"RAGQA_LLM_BASE_URL": "http://127.0.0.1:9/v1"}  # /healthz needs none; starts fast
+    server = start_server(sample_index, tmp_path / "serve.log", no_llm)
+    try:
+        conn = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=10)
+        for _ in range(2):  # RemoteDisconnected on the second once the server closed it
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read()
+            time.sleep(7)
+        conn.close()
     finally:
         stop_server(server)
