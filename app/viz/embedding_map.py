@@ -16,13 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.core.store import CollectionIndex
+from ingest import curation
 
-# Cosine similarity to the nearest other chunk at or above which a chunk is a near-duplicate.
-NEAR_DUPLICATE_COSINE = 0.95
-# A chunk is an outlier when its similarity to its k-th nearest neighbour is this many
-# standard deviations below the collection's mean.
-OUTLIER_NEIGHBOUR_K = 5
-OUTLIER_SIGMAS = 2.0
 SAMPLE_SEED = 0
 
 
@@ -53,21 +48,6 @@ class Projection:
         ]  # fmt: skip
 
 
-def neighbour_flags(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(near_duplicate, outlier) per row, from cosine similarities of normalised vectors."""
-    n = len(vectors)
-    if n < 2:
-        return np.zeros(n, bool), np.zeros(n, bool)
-    sims = vectors @ vectors.T
-    np.fill_diagonal(sims, -np.inf)
-    ordered = -np.sort(-sims, axis=1)  # descending
-    near_duplicate = ordered[:, 0] >= NEAR_DUPLICATE_COSINE
-    k = min(OUTLIER_NEIGHBOUR_K, n - 1)
-    kth = ordered[:, k - 1]
-    outlier = kth < kth.mean() - OUTLIER_SIGMAS * kth.std() if n > 10 else np.zeros(n, bool)
-    return near_duplicate, outlier
-
-
 def project(index: CollectionIndex, max_points: int) -> Projection:
     """t-SNE of the collection's vectors (or a sample of them). CPU-bound: seconds per thousand."""
     import time
@@ -90,8 +70,9 @@ def project(index: CollectionIndex, max_points: int) -> Projection:
         ).fit_transform(vectors)  # fmt: skip
     else:  # too few points for t-SNE: a line is an honest picture of 0-3 chunks
         xy = np.column_stack([np.arange(n, dtype=float), np.zeros(n)])
-    dup, out = neighbour_flags(vectors)
     docs = [index.chunks[int(i)].doc for i in ids]
+    # Flagged as `ragqa ingest` flags them (ingest/curation.py), among the projected chunks.
+    dup, out = curation.flags(vectors, docs)
     return Projection(
         index.name, index.version, len(all_ids), ids, docs, np.asarray(xy), dup, out,
         seconds=round(time.perf_counter() - started, 2),
@@ -127,7 +108,7 @@ def render_png(
         if dup.any():
             ax.scatter(xy[dup, 0], xy[dup, 1], marker="x", c="black", s=40, linewidths=1)
         handles.append(plt.Line2D([], [], marker="x", ls="", color="black",
-                                  label=f"near-duplicate (cos ≥ {NEAR_DUPLICATE_COSINE}): {int(dup.sum())}"))  # fmt: skip
+                                  label=f"near-duplicate (cos ≥ {curation.NEAR_DUPLICATE_COSINE}): {int(dup.sum())}"))  # fmt: skip
         out = projection.outlier
         if out.any():
             ax.scatter(xy[out, 0], xy[out, 1], marker="o", facecolors="none", edgecolors="red", s=90, linewidths=1.2)
