@@ -1,4 +1,4 @@
-"""The grounding fields of an eval record and their aggregates (issue 18)."""
+"""The grounding fields of an eval record and their aggregates (docs/grounding.md)."""
 
 from __future__ import annotations
 
