@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
+from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from app.core.config import Settings
 from app.llm.client import Adapter, Completion, Sampling, StreamDelta
@@ -62,6 +63,17 @@ class FakeEmbedder:
 
 
 Reply = str | Callable[[Messages], str] | Exception
+
+
+class UnitFakeEmbedding(DeterministicFakeEmbedding):
+    """Deterministic random vectors, normalised like the real models' output."""
+
+    def embed_documents(self, texts):
+        return [self.embed_query(t) for t in texts]
+
+    def embed_query(self, text):
+        vector = np.asarray(super().embed_query(text))
+        return (vector / np.linalg.norm(vector)).tolist()
 
 
 class FakeChatLLM:

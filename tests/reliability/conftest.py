@@ -6,27 +6,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from app.core.embeddings import EmbeddingModel
 from app.core.store import IndexStore
 from app.llm.embedded import free_loopback_port
+from tests.fakes import UnitFakeEmbedding
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 16
 FAKE_MODEL = "fake-model"
-
-
-class UnitFakeEmbedding(DeterministicFakeEmbedding):
-    def embed_documents(self, texts):
-        return [self.embed_query(t) for t in texts]
-
-    def embed_query(self, text):
-        vector = np.asarray(super().embed_query(text))
-        return (vector / np.linalg.norm(vector)).tolist()
 
 
 def fake_embedder() -> EmbeddingModel:
