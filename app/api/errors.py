@@ -202,11 +202,15 @@ ERROR_MESSAGE_SCHEMA = {
 }
 # The domain errors every /v1 operation may answer with, besides its own.
 _DOCUMENTED_ERRORS = {
-    "401": "missing or invalid API key", "404": "no such collection or document",
+    "401": "missing or invalid API key",
+    "404": "no such collection or document",
     "409": "the collection is being written, or its index does not fit the request",
-    "413": "request body or uploaded file too large", "429": "rate limit exceeded",
-    "502": "the LLM failed", "503": "the LLM cannot be reached", "504": "the LLM did not answer in time",
-}  # fmt: skip
+    "413": "request body or uploaded file too large",
+    "429": "rate limit exceeded",
+    "502": "the LLM failed",
+    "503": "the LLM cannot be reached",
+    "504": "the LLM did not answer in time",
+}
 
 
 def document_errors(app: FastAPI, api_keys: bool) -> None:

@@ -69,11 +69,17 @@ class RequestContextMiddleware:
             if self.metrics_enabled:
                 metrics.HTTP_LATENCY.labels(template, scope["method"], str(status)).observe(elapsed)
             access_log.info(
-                "%s %s %s", scope["method"], scope["path"], status,
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
                 extra={
-                    "method": scope["method"], "path": scope["path"], "route": template,
-                    "status": status, "duration_ms": round(elapsed * 1000, 1),
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
                     "client": scope.get("state", {}).get("client_id"),
                 },
-            )  # fmt: skip
+            )
             request_id_var.reset(token)
