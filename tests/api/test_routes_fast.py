@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.main import create_app
+from app.api.schemas import MAX_QUESTION_CHARS
 from app.llm.client import Adapter, LLMError, LLMTimeout, LLMUnavailable
 from app.rag.prompts import REFUSAL
 from tests.fakes import (
@@ -90,6 +91,8 @@ def test_web_page_and_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert client.get("/static/app.js").status_code == 200
+    # The page's own cap on a question is the API's (app/api/schemas.py), written in the HTML.
+    assert f'maxlength="{MAX_QUESTION_CHARS}"' in page.text
 
 
 def test_metrics_scrape_counts_answers(client):
