@@ -47,15 +47,8 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-async def client_loop(
-    http: httpx.AsyncClient,
-    routes: list[str],
-    collection: str,
-    deadline: float,
-    latencies: list[float],
-    errors: dict[str, int],
-    n: int,
-) -> None:
+async def client_loop(http: httpx.AsyncClient, routes: list[str], collection: str, deadline: float,
+                      latencies: list[float], errors: dict[str, int], n: int) -> None:  # fmt: skip
     i = n
     while time.monotonic() < deadline:
         route = routes[i % len(routes)]
@@ -108,10 +101,8 @@ async def soak(args) -> None:
     if samples:
         mb = [s / 2**20 for s in samples]
         warm = mb[min(len(mb) - 1, max(1, len(mb) // 10))]  # after the first tenth: warm-up
-        print(
-            f"RSS MB start {mb[0]:.0f}, after warm-up {warm:.0f}, peak {max(mb):.0f}, end {mb[-1]:.0f}; "
-            f"growth after warm-up {100 * (mb[-1] - warm) / warm:+.1f} %"
-        )
+        print(f"RSS MB start {mb[0]:.0f}, after warm-up {warm:.0f}, peak {max(mb):.0f}, end {mb[-1]:.0f}; "
+              f"growth after warm-up {100 * (mb[-1] - warm) / warm:+.1f} %")  # fmt: skip
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ from app.rag.language import Language
 from app.rag.pipeline import AnswerMode, AskQuery, AskResult, Sampling
 from app.rag.prompts import PromptMode, Strategy, exemplar_bank
 from app.rag.retrieval import Passage, RetrievalMode, RetrievalOptions
-from ingest import curation
 
 # The longest question any route takes: /v1/ask, /v1/retrieve, the map, the chat's last message.
 MAX_QUESTION_CHARS = 4000
@@ -372,9 +371,7 @@ class WriteSummary(BaseModel):
     chunks: int = Field(description="chunks in the collection after the write")
     embedded: int = Field(description="chunk texts sent to the embedding model")
     reused: int = Field(description="new chunks whose text was already embedded")
-    near_duplicates: list[dict] = Field(
-        description=f"pairs of chunks from different documents, cosine >= {curation.NEAR_DUPLICATE_COSINE}"
-    )
+    near_duplicates: list[dict] = Field(description="pairs of chunks from different documents, cosine >= 0.98")
     near_duplicate_pairs: int
     version: str | None
     seconds: float

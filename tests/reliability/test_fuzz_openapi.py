@@ -31,10 +31,9 @@ def fake_llm(request: httpx.Request) -> httpx.Response:
     body = json.loads(request.content or b"{}")
     if body.get("stream"):
         return httpx.Response(
-            200,
-            content=sse(chunk("An answer."), chunk(finish="stop")),
+            200, content=sse(chunk("An answer."), chunk(finish="stop")),
             headers={"content-type": "text/event-stream"},
-        )
+        )  # fmt: skip
     return httpx.Response(200, json=completion("An answer."))
 
 
@@ -66,12 +65,9 @@ def test_no_5xx_and_responses_match_the_schema(fuzz_app):
         budget = 3 if operation.path in SLOW_ROUTES else EXAMPLES
 
         @settings(
-            max_examples=budget,
-            deadline=None,
-            database=None,
-            derandomize=True,
+            max_examples=budget, deadline=None, database=None, derandomize=True,
             suppress_health_check=list(HealthCheck),
-        )
+        )  # fmt: skip
         @given(case=operation.as_strategy())
         def run(case):
             if case.method.upper() == "DELETE" and case.path_parameters:
