@@ -95,15 +95,9 @@ def _text_key(text: str) -> bytes:
 class _VersionBuilder:
     """A new version being built from a copy of the live one; the live one stays untouched."""
 
-    def __init__(
-        self,
-        current: CollectionIndex,
-        job: IngestJob,
-        splitter: TextSplitter,
-        summary: IngestSummary,
-        progress: IngestProgress,
-        on_progress: ProgressCallback | None,
-    ):
+    def __init__(self, current: CollectionIndex, job: IngestJob, splitter: TextSplitter,
+                 summary: IngestSummary, progress: IngestProgress,
+                 on_progress: ProgressCallback | None):  # fmt: skip
         self.job = job
         self.splitter = splitter
         self.summary = summary
