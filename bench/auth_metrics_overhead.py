@@ -24,9 +24,12 @@ from app.core.config import Settings
 from app.llm.embedded import free_loopback_port
 
 QUESTIONS = [
-    "What is ragqa?", "Does it need a GPU?", "How does ingestion work?",
-    "Which embedding model is used?", "How do I check that the service is ready?",
-]  # fmt: skip
+    "What is ragqa?",
+    "Does it need a GPU?",
+    "How does ingestion work?",
+    "Which embedding model is used?",
+    "How do I check that the service is ready?",
+]
 
 
 def serve(settings: Settings) -> tuple[str, uvicorn.Server]:

@@ -4,7 +4,7 @@
         --index-dir /tmp/ragqa-bench/extractive --out extractive.json
 
 Both rank the sentences of the same top-5 passages (ragqa's default hybrid retrieval), and both
-answer with their first 1 or 2 sentences. The picker is the baseline of issue 18: the cosine
+answer with their first 1 or 2 sentences. The picker is the baseline the selector must beat: the cosine
 between question and sentence plus half the share of the question's terms the sentence holds.
 Per set and per number of sentences it reports, over answerable questions: contains-gold (the
 answer holds a gold answer, ``app.evaluation.metrics.contains_gold``), mean answer words, and the

@@ -54,8 +54,11 @@ def cli_ingest(folder: Path, index_dir: Path) -> tuple[float, dict]:
     started = time.perf_counter()
     result = subprocess.run(
         [str(RAGQA), "ingest", str(folder), "--collection", "bench", "--index-dir", str(index_dir), "--json"],
-        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     return time.perf_counter() - started, json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -90,10 +93,14 @@ def main() -> None:
             path.write_text(path.read_text(encoding="utf-8") + " Edited for the benchmark.", encoding="utf-8")
         edited = job.run(folder, "bench")
         report["job"] = {
-            "first_s": first.seconds, "chunks": first.chunks, "embedded": first.embedded,
-            "reingest_unchanged_s": re_s, "ratio": round(re_s / first.seconds, 5),
-            "edit_10_docs_s": edited.seconds, "edit_10_docs_embedded": edited.embedded,
-        }  # fmt: skip
+            "first_s": first.seconds,
+            "chunks": first.chunks,
+            "embedded": first.embedded,
+            "reingest_unchanged_s": re_s,
+            "ratio": round(re_s / first.seconds, 5),
+            "edit_10_docs_s": edited.seconds,
+            "edit_10_docs_embedded": edited.embedded,
+        }
 
         if not args.skip_cli:
             cli_folder = tmp / "docs-cli"
@@ -103,9 +110,11 @@ def main() -> None:
             assert all(s["embedded"] == 0 for _, s in runs)
             cli_re = statistics.median(s for s, _ in runs)
             report["cli"] = {
-                "first_s": round(first_s, 3), "chunks": first_summary["chunks"],
-                "reingest_unchanged_s": round(cli_re, 3), "ratio": round(cli_re / first_s, 5),
-            }  # fmt: skip
+                "first_s": round(first_s, 3),
+                "chunks": first_summary["chunks"],
+                "reingest_unchanged_s": round(cli_re, 3),
+                "ratio": round(cli_re / first_s, 5),
+            }
 
     print(json.dumps(report))
     print(f"\n{report['documents']} documents, {report['job']['chunks']} chunks, {report['cpus']} CPUs")

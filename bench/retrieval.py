@@ -189,7 +189,8 @@ def title_of(path: Path) -> str:
 
 def add_title_headers(index: CollectionIndex, docs: Path, embedder, tokenizer: str) -> None:
     """Re-embed and re-index every chunk as 'TITLE\\n\\nchunk' (the first chunk, which holds the
-    title already, unchanged); the passage text shown stays the chunk. A measurement for issue 19 §4."""
+    title already, unchanged); the passage text shown stays the chunk. A measurement
+    (docs/retrieval.md, "Title headers"), not a default."""
     from app.core.store import new_faiss_index
 
     titles = {doc: title_of(docs / doc) for doc in {c.doc for c in index.chunks.values()}}

@@ -16,9 +16,12 @@ import time
 import httpx
 
 QUESTIONS = [
-    "What is ragqa?", "Does ragqa need a GPU?", "How does ingestion work?",
-    "Which embedding model does ragqa use?", "How do I check that the service is ready?",
-]  # fmt: skip
+    "What is ragqa?",
+    "Does ragqa need a GPU?",
+    "How does ingestion work?",
+    "Which embedding model does ragqa use?",
+    "How do I check that the service is ready?",
+]
 
 
 def streamed(client: httpx.Client, body: dict) -> dict:

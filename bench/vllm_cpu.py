@@ -55,13 +55,30 @@ def main() -> None:
     adapter = Path(tempfile.mkdtemp()) / "demo"
     subprocess.run(
         [python, str(REPO / "tests" / "vllm" / "make_lora.py"), model_dir, str(adapter)],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     started = time.perf_counter()
-    url = subprocess.run(
-        [str(SCRIPT), "start", "--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"demo={adapter}"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    url = (
+        subprocess.run(
+            [
+                str(SCRIPT),
+                "start",
+                "--enable-lora",
+                "--max-lora-rank",
+                "8",
+                "--lora-modules",
+                f"demo={adapter}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     start_s = time.perf_counter() - started
     try:
         long_prompt = "The river carries silt from the mountains to the delta. " * 180  # ~2,000 tokens

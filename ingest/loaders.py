@@ -89,8 +89,23 @@ def load_text(data: bytes) -> LoadedText:
 
 
 # Elements that are never a page's main text.
-_HTML_NOISE = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside",
-               "form", "iframe", "svg", "canvas", "button", "select", "head"]  # fmt: skip
+_HTML_NOISE = [
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "iframe",
+    "svg",
+    "canvas",
+    "button",
+    "select",
+    "head",
+]
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 

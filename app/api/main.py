@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.errors import document_errors, register_exception_handlers
-from app.api.middleware import OpenAIErrorMiddleware, RequestContextMiddleware
+from app.api.middleware import RequestContextMiddleware
 from app.api.routes import adapters, ask, collections, embedding_map, health, metrics, openai, web
 from app.api.security import PART_OVERHEAD_BYTES, ApiKeyAndRateLimitMiddleware, BodySizeLimitMiddleware
 from app.api.services import Services
@@ -68,7 +68,6 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         rate_limit=settings.rate_limit,
         metrics_require_key=settings.metrics_require_key,
     )
-    app.add_middleware(OpenAIErrorMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -3,7 +3,6 @@ line, and the latency histogram by route template and status."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -70,72 +69,17 @@ class RequestContextMiddleware:
             if self.metrics_enabled:
                 metrics.HTTP_LATENCY.labels(template, scope["method"], str(status)).observe(elapsed)
             access_log.info(
-                "%s %s %s", scope["method"], scope["path"], status,
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
                 extra={
-                    "method": scope["method"], "path": scope["path"], "route": template,
-                    "status": status, "duration_ms": round(elapsed * 1000, 1),
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
                     "client": scope.get("state", {}).get("client_id"),
                 },
-            )  # fmt: skip
+            )
             request_id_var.reset(token)
-
-
-OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-                429: "rate_limit_error"}  # fmt: skip
-
-
-def openai_error_type(status: int) -> str:
-    """OpenAI's error type for a status: any other 4xx is the request's fault, not the server's."""
-    return _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-
-
-class OpenAIErrorMiddleware:
-    """On the OpenAI routes, error bodies also carry OpenAI's ``{"error": {"message", ...}}``
-    next to ``detail``: OpenAI clients show only ``error.message`` to their users."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(OPENAI_PATHS):
-            await self.app(scope, receive, send)
-            return
-        start: Message | None = None
-        chunks: list[bytes] = []
-
-        async def reshape(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
-                if message["status"] >= 400 and content_type.startswith("application/json"):
-                    start = message  # hold it until the whole body is here
-                    return
-            elif start is not None and message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if message.get("more_body"):
-                    return
-                await send_reshaped(start, b"".join(chunks))
-                return
-            await send(message)
-
-        async def send_reshaped(start_message: Message, body: bytes) -> None:
-            status = start_message["status"]
-            try:
-                payload = json.loads(body)
-                detail = payload.get("detail")
-                text = detail if isinstance(detail, str) else "; ".join(
-                    f"{'.'.join(str(p) for p in e.get('loc', [])[1:])}: {e.get('msg')}" for e in detail or []
-                )
-                payload["error"] = {
-                    "message": text, "type": openai_error_type(status), "code": status,
-                }  # fmt: skip
-                body = json.dumps(payload, ensure_ascii=False).encode()
-            except (ValueError, AttributeError, TypeError):
-                pass  # not ours to reshape: pass it on as it is
-            headers = MutableHeaders(raw=list(start_message.get("headers", [])))
-            headers["content-length"] = str(len(body))
-            await send({**start_message, "headers": headers.raw})
-            await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, reshape)

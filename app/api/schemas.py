@@ -34,7 +34,7 @@ CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTER
 Question = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUESTION_CHARS),
-    Field(description="1-4,000 characters after stripping", examples=["What is ragqa?"]),
+    Field(description=f"1-{MAX_QUESTION_CHARS:,} characters after stripping", examples=["What is ragqa?"]),
     AfterValidator(no_lone_surrogates),
 ]
 

@@ -19,6 +19,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.errors import error_content
+
 PROTECTED_PREFIX = "/v1/"
 
 
@@ -62,7 +64,9 @@ class ApiKeyAndRateLimitMiddleware:
                 reset_at = self.limiter.get_window_stats(item, client).reset_time
                 retry_after = max(1, math.ceil(reset_at - time.time()))
                 response = JSONResponse(
-                    {"detail": f"rate limit of {item} exceeded; retry in {retry_after} s"},
+                    error_content(
+                        scope["path"], 429, f"rate limit of {item} exceeded; retry in {retry_after} s"
+                    ),
                     status_code=429,
                     headers={"Retry-After": str(retry_after)},
                 )
@@ -73,7 +77,9 @@ class ApiKeyAndRateLimitMiddleware:
     @staticmethod
     async def _unauthorized(scope: Scope, receive: Receive, send: Send, message: str) -> None:
         response = JSONResponse(
-            {"detail": message}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            error_content(scope["path"], 401, message),
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
         )
         await response(scope, receive, send)
 
@@ -174,6 +180,6 @@ class BodySizeLimitMiddleware:
     @staticmethod
     async def _too_large(scope, receive, send, what: str, cap: int) -> None:
         response = JSONResponse(
-            {"detail": f"{what} larger than the limit of {cap} bytes"}, status_code=413
+            error_content(scope["path"], 413, f"{what} larger than the limit of {cap} bytes"), status_code=413
         )
         await response(scope, receive, send)

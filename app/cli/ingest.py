@@ -86,7 +86,8 @@ def ingest(
         out.print(f"  skipped {skipped['path']}: {skipped['reason']}")
     if summary.near_duplicate_pairs:
         out.print(
-            f"  {summary.near_duplicate_pairs} near-duplicate chunk pairs across documents (cosine >= 0.98):"
+            f"  {summary.near_duplicate_pairs} near-duplicate chunk pairs across documents"
+            f" (cosine >= {job.near_duplicate_cosine}):"
         )
         for pair in summary.near_duplicates[:10]:
             a, b = pair["a"], pair["b"]

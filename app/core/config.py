@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     embedded_llm_gguf: Path | None = None
     embedded_llm_start_timeout_s: float = Field(60.0, gt=0)
 
-    # --- the HTTP surface (issue 8) ---
+    # --- the HTTP surface: keys, limits, CORS, metrics ---
     # Comma-separated. Empty: no authentication. Set: every /v1 route needs `Bearer <key>`.
     api_keys: Annotated[list[str], NoDecode] = []
     # Per key (per client address without keys), in the `limits` notation, e.g. "120/minute".

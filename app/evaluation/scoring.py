@@ -140,7 +140,7 @@ def aggregate_answers(records: list[dict], side: str) -> dict:
         "false_refusal_rate": _rate([r[side]["refused"] for r in answerable]),
         "correct_refusal_rate": _rate([r[side]["refused"] for r in unanswerable]),
         "confabulation_rate": _rate([not r[side]["refused"] for r in unanswerable]),
-        # Grounding (issue 18): among answers holding a gold answer, the share whose citations
+        # Grounding: among answers holding a gold answer, the share whose citations
         # hold it too; supported sentences of generated answers; answers in the question's language.
         "citation_precision": _rate(
             [x["cited_gold"] for x in replies if x.get("cited_gold") is not None]

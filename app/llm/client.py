@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import httpx
 import openai
@@ -50,6 +51,35 @@ class Adapter:
     name: str
     base: str
     path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """The sampling settings of one generation, from the request to the LLM client.
+
+    ``top_p`` and ``seed`` None leave the backend's defaults; ``stop`` None sends no stop
+    sequence (the pipeline puts its own default in before it calls the LLM).
+    """
+
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+
+    def but(self, **changes: Any) -> Sampling:
+        """A copy with some settings changed."""
+        return replace(self, **changes)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The settings by name (as the tests' fake LLM records them)."""
+        return {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "stop": self.stop,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +133,12 @@ class LLMClient:
         await self._http.aclose()
 
     async def chat(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        temperature: float,
-        max_tokens: int,
-        stop: list[str] | None = None,
-        model: str | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
+        self, messages: list[dict[str, str]], sampling: Sampling, *, model: str | None = None
     ) -> Completion:
         """One chat completion; ``model`` may name a LoRA adapter served beside the base model."""
         with self._mapped_errors():
             response = await self._openai.chat.completions.create(
-                **self._request(messages, temperature, max_tokens, stop, model, top_p, seed)
+                **self._request(messages, sampling, model)
             )
         if not response.choices:
             raise LLMError(f"the LLM at {self.base_url} returned no choices")
@@ -131,21 +153,13 @@ class LLMClient:
         )
 
     async def chat_stream(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        temperature: float,
-        max_tokens: int,
-        stop: list[str] | None = None,
-        model: str | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
+        self, messages: list[dict[str, str]], sampling: Sampling, *, model: str | None = None
     ) -> AsyncIterator[StreamDelta]:
         """The answer as it is generated. Closing the iterator early closes the HTTP stream,
         which makes llama.cpp's server and vLLM stop generating."""
         with self._mapped_errors():
             stream = await self._openai.chat.completions.create(
-                **self._request(messages, temperature, max_tokens, stop, model, top_p, seed),
+                **self._request(messages, sampling, model),
                 stream=True,
                 # vLLM reports usage in a last chunk; llama.cpp's server ignores the option.
                 stream_options={"include_usage": True},
@@ -171,28 +185,19 @@ class LLMClient:
                 # was cut short (the server interrupted or died): never pass it off as an answer.
                 raise LLMError(f"the LLM at {self.base_url} ended the stream without a finish reason")
 
-    def _request(
-        self,
-        messages: list[dict[str, str]],
-        temperature: float,
-        max_tokens: int,
-        stop: list[str] | None,
-        model: str | None,
-        top_p: float | None,
-        seed: int | None,
-    ) -> dict:
+    def _request(self, messages: list[dict[str, str]], sampling: Sampling, model: str | None) -> dict:
         """The request fields chat and chat_stream send alike."""
         return {
             "model": model or self.model,
             "messages": messages,
-            "temperature": temperature,
+            "temperature": sampling.temperature,
             # max_tokens, not max_completion_tokens: llama.cpp's server ignores the latter,
             # and generation then runs until the context is full.
-            "max_tokens": max_tokens,
-            "stop": stop or None,
+            "max_tokens": sampling.max_tokens,
+            "stop": sampling.stop or None,
             # Omitted when unset, so each backend keeps its own default.
-            "top_p": openai.omit if top_p is None else top_p,
-            "seed": openai.omit if seed is None else seed,
+            "top_p": openai.omit if sampling.top_p is None else sampling.top_p,
+            "seed": openai.omit if sampling.seed is None else sampling.seed,
         }
 
     @contextlib.contextmanager

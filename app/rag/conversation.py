@@ -79,7 +79,7 @@ async def condense_question(llm: ChatLLM, turns: list[tuple[str, str]], question
     if not history:
         return Condensed(question)
     messages = to_openai_messages(CONDENSE_PROMPT.format_messages(history=history, question=question))
-    completion = await llm.chat(messages, **Sampling(0.0, CONDENSE_MAX_TOKENS).as_kwargs())
+    completion = await llm.chat(messages, Sampling(0.0, CONDENSE_MAX_TOKENS))
     rewritten = clean_rewrite(completion.text)
     # A small model sometimes answers instead, or returns nothing: keep the user's words then,
     # with the previous question in front so retrieval still sees the topic.

@@ -98,8 +98,9 @@ class ContextPacker:
             log.info(
                 "the LLM server cannot count whole chat prompts; packing with per-message counts, "
                 "%d tokens per message for the template and a %d-token margin",
-                TEMPLATE_TOKENS_PER_MESSAGE, ESTIMATE_MARGIN,
-            )  # fmt: skip
+                TEMPLATE_TOKENS_PER_MESSAGE,
+                ESTIMATE_MARGIN,
+            )
             self._warned_per_message = True
         total = 0
         for message in messages:

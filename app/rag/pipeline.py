@@ -52,7 +52,7 @@ __all__ = [
     "ClosedBookAnswer",
     "DoneEvent",
     "PreparedPrompt",
-    "Sampling",  # defined in app.llm.protocol; an AskQuery carries one
+    "Sampling",  # defined in app.llm.client; an AskQuery carries one
     "SourcesEvent",
     "StreamEvent",
     "TokenEvent",
@@ -267,9 +267,7 @@ class AskPipeline:
             pieces: list[str] = []
             model, finish_reason = "", None
             prompt_tokens = completion_tokens = None
-            stream = self.llm.chat_stream(
-                packed.messages, **self._sampling(query).as_kwargs(), model=query.adapter
-            )
+            stream = self.llm.chat_stream(packed.messages, self._sampling(query), model=query.adapter)
             try:
                 async for delta in stream:
                     model = delta.model or model
@@ -311,7 +309,7 @@ class AskPipeline:
         self, usage: _Usage, messages: Messages, query: AskQuery, sampling: Sampling | None = None
     ) -> Completion:
         sampling = sampling or self._sampling(query)
-        return usage.add(await self.llm.chat(messages, **sampling.as_kwargs(), model=query.adapter))
+        return usage.add(await self.llm.chat(messages, sampling, model=query.adapter))
 
     async def prepare(self, query: AskQuery, usage: _Usage | None = None) -> PreparedPrompt:
         """Everything before the answer is generated: the step-back question, retrieval,

@@ -16,13 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.core.store import CollectionIndex
+from ingest import curation
 
-# Cosine similarity to the nearest other chunk at or above which a chunk is a near-duplicate.
-NEAR_DUPLICATE_COSINE = 0.95
-# A chunk is an outlier when its similarity to its k-th nearest neighbour is this many
-# standard deviations below the collection's mean.
-OUTLIER_NEIGHBOUR_K = 5
-OUTLIER_SIGMAS = 2.0
 SAMPLE_SEED = 0
 
 
@@ -45,27 +40,18 @@ class Projection:
 
     def points(self) -> list[dict]:
         return [
-            {"id": int(cid), "doc": doc, "x": float(x), "y": float(y),
-             "near_duplicate": bool(d), "outlier": bool(o)}
+            {
+                "id": int(cid),
+                "doc": doc,
+                "x": float(x),
+                "y": float(y),
+                "near_duplicate": bool(d),
+                "outlier": bool(o),
+            }
             for cid, doc, (x, y), d, o in zip(
                 self.chunk_ids, self.docs, self.xy, self.near_duplicate, self.outlier
             )
-        ]  # fmt: skip
-
-
-def neighbour_flags(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(near_duplicate, outlier) per row, from cosine similarities of normalised vectors."""
-    n = len(vectors)
-    if n < 2:
-        return np.zeros(n, bool), np.zeros(n, bool)
-    sims = vectors @ vectors.T
-    np.fill_diagonal(sims, -np.inf)
-    ordered = -np.sort(-sims, axis=1)  # descending
-    near_duplicate = ordered[:, 0] >= NEAR_DUPLICATE_COSINE
-    k = min(OUTLIER_NEIGHBOUR_K, n - 1)
-    kth = ordered[:, k - 1]
-    outlier = kth < kth.mean() - OUTLIER_SIGMAS * kth.std() if n > 10 else np.zeros(n, bool)
-    return near_duplicate, outlier
+        ]
 
 
 def project(index: CollectionIndex, max_points: int) -> Projection:
@@ -85,24 +71,39 @@ def project(index: CollectionIndex, max_points: int) -> Projection:
     if n >= 4:
         perplexity = float(min(30.0, max(1.0, (n - 1) / 3)))
         xy = TSNE(
-            n_components=2, perplexity=perplexity, init="pca", metric="cosine",
-            random_state=SAMPLE_SEED, max_iter=1000,
-        ).fit_transform(vectors)  # fmt: skip
+            n_components=2,
+            perplexity=perplexity,
+            init="pca",
+            metric="cosine",
+            random_state=SAMPLE_SEED,
+            max_iter=1000,
+        ).fit_transform(vectors)
     else:  # too few points for t-SNE: a line is an honest picture of 0-3 chunks
         xy = np.column_stack([np.arange(n, dtype=float), np.zeros(n)])
-    dup, out = neighbour_flags(vectors)
     docs = [index.chunks[int(i)].doc for i in ids]
+    # Flagged as `ragqa ingest` flags them (ingest/curation.py), among the projected chunks.
+    dup, out = curation.flags(vectors, docs)
     return Projection(
-        index.name, index.version, len(all_ids), ids, docs, np.asarray(xy), dup, out,
+        index.name,
+        index.version,
+        len(all_ids),
+        ids,
+        docs,
+        np.asarray(xy),
+        dup,
+        out,
         seconds=round(time.perf_counter() - started, 2),
         row_of={int(c): r for r, c in enumerate(ids)},
-    )  # fmt: skip
+    )
 
 
 def render_png(
-    projection: Projection, highlighted: list[int] | None = None, question: str | None = None,
-    width_px: int = 1200, height_px: int = 900,
-) -> bytes:  # fmt: skip
+    projection: Projection,
+    highlighted: list[int] | None = None,
+    question: str | None = None,
+    width_px: int = 1200,
+    height_px: int = 900,
+) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,27 +127,49 @@ def render_png(
         dup = projection.near_duplicate
         if dup.any():
             ax.scatter(xy[dup, 0], xy[dup, 1], marker="x", c="black", s=40, linewidths=1)
-        handles.append(plt.Line2D([], [], marker="x", ls="", color="black",
-                                  label=f"near-duplicate (cos ≥ {NEAR_DUPLICATE_COSINE}): {int(dup.sum())}"))  # fmt: skip
+        handles.append(
+            plt.Line2D(
+                [],
+                [],
+                marker="x",
+                ls="",
+                color="black",
+                label=f"near-duplicate (cos ≥ {curation.NEAR_DUPLICATE_COSINE}): {int(dup.sum())}",
+            )
+        )
         out = projection.outlier
         if out.any():
             ax.scatter(xy[out, 0], xy[out, 1], marker="o", facecolors="none", edgecolors="red", s=90, linewidths=1.2)
-        handles.append(plt.Line2D([], [], marker="o", ls="", mfc="none", mec="red",
-                                  label=f"outlier: {int(out.sum())}"))  # fmt: skip
+        handles.append(
+            plt.Line2D([], [], marker="o", ls="", mfc="none", mec="red", label=f"outlier: {int(out.sum())}")
+        )
         if highlighted is not None:
             shown = [(rank, projection.row_of[c]) for rank, c in enumerate(highlighted, 1) if c in projection.row_of]
             for rank, row in shown:
                 ax.scatter(xy[row, 0], xy[row, 1], marker="*", s=380, color=colours[row], edgecolors="black", linewidths=1.2, zorder=5)
-                ax.annotate(str(rank), (xy[row, 0], xy[row, 1]), xytext=(6, 6), textcoords="offset points",
-                            fontsize=11, weight="bold", zorder=6)  # fmt: skip
+                ax.annotate(
+                    str(rank),
+                    (xy[row, 0], xy[row, 1]),
+                    xytext=(6, 6),
+                    textcoords="offset points",
+                    fontsize=11,
+                    weight="bold",
+                    zorder=6,
+                )
             missing = len(highlighted) - len(shown)
             label = f"retrieved for the question: {len(shown)}"
             if missing:
                 label += f" ({missing} not in the sample)"
             handles.append(plt.Line2D([], [], marker="*", ls="", mfc="white", mec="black", ms=14, label=label))
         if projection.sampled:
-            handles.append(plt.Line2D([], [], ls="", label=(
-                f"sampled: {len(projection.chunk_ids)} of {projection.total_chunks} chunks")))  # fmt: skip
+            handles.append(
+                plt.Line2D(
+                    [],
+                    [],
+                    ls="",
+                    label=(f"sampled: {len(projection.chunk_ids)} of {projection.total_chunks} chunks"),
+                )
+            )
         ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
         title = f"{projection.collection} ({projection.version}): t-SNE of {len(projection.chunk_ids)} chunk embeddings"
         if question:

@@ -21,9 +21,14 @@ MAX_BYTES = 4096
 def client(tmp_path):
     dead_llm = f"http://127.0.0.1:{free_loopback_port()}/v1"  # retrieval needs no LLM
     settings = Settings(
-        _env_file=None, index_dir=tmp_path / "indexes", llm_base_url=dead_llm,
-        upload_max_bytes=MAX_BYTES, upload_max_files=3, chunk_size=300, chunk_overlap=50,
-    )  # fmt: skip
+        _env_file=None,
+        index_dir=tmp_path / "indexes",
+        llm_base_url=dead_llm,
+        upload_max_bytes=MAX_BYTES,
+        upload_max_files=3,
+        chunk_size=300,
+        chunk_overlap=50,
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -41,10 +46,11 @@ def retrieved_docs(client, collection, question):
 def test_upload_list_replace_and_delete_documents(client):
     pdf = make_pdf(["This cover page lists the authors and the date of the report. " * 6, "The lighthouse of Pharos stood in Alexandria."])
     response = upload(
-        client, "notes",
+        client,
+        "notes",
         ("whales.txt", b"Blue whales are the largest animals ever known.", "text/plain"),
         ("pharos.pdf", pdf, "application/pdf"),
-    )  # fmt: skip
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["summary"]["added"] == 2 and body["summary"]["embedded"] >= 2
@@ -62,8 +68,12 @@ def test_upload_list_replace_and_delete_documents(client):
     # New content under the same name replaces the old chunks.
     replaced = upload(client, "notes", ("whales.txt", b"Octopuses have three hearts.", "text/plain"))
     assert replaced.json()["summary"]["updated"] == 1
-    texts = [p["text"] for p in client.post("/v1/retrieve", json={
-        "question": "largest animals", "collection": "notes", "top_k": 10}).json()["passages"]]  # fmt: skip
+    texts = [
+        p["text"]
+        for p in client.post(
+            "/v1/retrieve", json={"question": "largest animals", "collection": "notes", "top_k": 10}
+        ).json()["passages"]
+    ]
     assert not any("Blue whales" in t for t in texts)
 
     deleted = client.delete("/v1/collections/notes/documents/pharos.pdf")

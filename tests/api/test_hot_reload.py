@@ -36,9 +36,10 @@ def test_queries_succeed_while_the_collection_is_rewritten(tmp_path, embedder):
     job.run(folder, "live")
     # Retrieval needs no LLM: point the service at a port nothing listens on.
     server = start_server(
-        index_dir, tmp_path / "serve.log",
+        index_dir,
+        tmp_path / "serve.log",
         {"RAGQA_LLM_BASE_URL": f"http://127.0.0.1:{free_loopback_port()}/v1"},
-    )  # fmt: skip
+    )
     try:
         url = f"{server.url}/v1/retrieve"
         seen_versions: set[str] = set()
@@ -47,8 +48,15 @@ def test_queries_succeed_while_the_collection_is_rewritten(tmp_path, embedder):
 
         def query(i: int) -> None:
             try:
-                r = httpx.post(url, json={"question": f"How many bridges does city {i % 8} have?",
-                                          "collection": "live", "top_k": 3}, timeout=60)  # fmt: skip
+                r = httpx.post(
+                    url,
+                    json={
+                        "question": f"How many bridges does city {i % 8} have?",
+                        "collection": "live",
+                        "top_k": 3,
+                    },
+                    timeout=60,
+                )
                 if r.status_code != 200 or not r.json()["passages"]:
                     errors.append(f"{r.status_code} {r.text[:200]}")
                 else:

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.main import create_app
+from app.api.schemas import MAX_QUESTION_CHARS
 from app.llm.client import Adapter, LLMError, LLMTimeout, LLMUnavailable
 from app.rag.prompts import REFUSAL
 from tests.fakes import (
@@ -90,6 +91,8 @@ def test_web_page_and_static_files(client):
     page = client.get("/")
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert client.get("/static/app.js").status_code == 200
+    # The page's own cap on a question is the API's (app/api/schemas.py), written in the HTML.
+    assert f'maxlength="{MAX_QUESTION_CHARS}"' in page.text
 
 
 def test_metrics_scrape_counts_answers(client):
@@ -280,6 +283,33 @@ def test_chat_completion_errors_have_the_openai_shape(client):
         json={"model": "ragqa/default", "messages": [{"role": "user", "content": "x" * 4001}]},
     )
     assert too_long.status_code == 422
+
+
+def test_every_openai_route_error_has_the_openai_shape_and_others_do_not(index_dir, llm):
+    ask = {"model": "ragqa/default", "messages": [{"role": "user", "content": "What is ragqa?"}]}
+    with make_client(index_dir, llm, rate_limit="4/minute", max_body_bytes=2048) as client:
+        wrong_method = client.get("/v1/chat/completions")
+        unknown_path = client.get("/v1/models/nope/more")
+        llm.script = [LLMUnavailable("down")]
+        unavailable = client.post("/v1/chat/completions", json=ask)
+        big_body = b'{"model": "' + b"x" * 4096 + b'"}'
+        too_big = client.post("/v1/chat/completions", content=big_body, headers={"Content-Type": "application/json"})
+        limited = client.post("/v1/chat/completions", json=ask)  # the fifth /v1 request this minute
+        off_route = client.post("/v1/ask", json={"question": ""})
+    expected = [
+        (wrong_method, 405, "invalid_request_error"),
+        (unknown_path, 404, "not_found_error"),
+        (unavailable, 503, "server_error"),
+        (too_big, 413, "invalid_request_error"),
+        (limited, 429, "rate_limit_error"),
+    ]
+    for response, status, kind in expected:
+        body = response.json()
+        assert response.status_code == status, response.text
+        assert body["error"] == {"message": body["detail"], "type": kind, "code": status}
+    assert limited.headers["retry-after"]
+    # /v1/ask is not an OpenAI route (and is over the limit too): plain ``detail`` only.
+    assert off_route.status_code == 429 and "error" not in off_route.json()
 
 
 # ---- validation and error mapping ---------------------------------------------------------------

@@ -55,8 +55,11 @@ def engine() -> str:
     if not ready or sh("podman", "image", "exists", IMAGE, check=False).returncode != 0:
         prep = subprocess.run(
             ["bash", str(REPO / "scripts" / "containers.sh"), "all"],
-            capture_output=True, text=True, env={**ENV, "PYTHON": sys.executable}, timeout=3600,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env={**ENV, "PYTHON": sys.executable},
+            timeout=3600,
+        )
         if prep.returncode != 0:
             unavailable(f"scripts/containers.sh failed ({prep.returncode}):\n{prep.stderr[-3000:]}")
     compose = podman_compose_bin()
@@ -118,8 +121,16 @@ class Stack:
 
 
 def leftovers() -> list[str]:
-    result = sh("podman", "ps", "-a", "--filter", f"label=io.podman.compose.project={PROJECT}",
-                "--format", "{{.Names}}", check=False)  # fmt: skip
+    result = sh(
+        "podman",
+        "ps",
+        "-a",
+        "--filter",
+        f"label=io.podman.compose.project={PROJECT}",
+        "--format",
+        "{{.Names}}",
+        check=False,
+    )
     return result.stdout.split()
 
 

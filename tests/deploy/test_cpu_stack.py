@@ -105,8 +105,16 @@ def test_the_image_alone_empty_docs_unwritable_index_and_a_wrong_llm_url(engine)
 
         (empty / "a.txt").write_text(NEW_DOC)
         (empty / "a.txt").chmod(0o644)
-        result = sh(*run, "-v", f"{root_owned}:/srv/ragqa/indexes", IMAGE, "ragqa", "ingest", "/data/docs",
-                    check=False)  # fmt: skip
+        result = sh(
+            *run,
+            "-v",
+            f"{root_owned}:/srv/ragqa/indexes",
+            IMAGE,
+            "ragqa",
+            "ingest",
+            "/data/docs",
+            check=False,
+        )
         assert result.returncode == 2, result.stderr
         assert "cannot write the index folder /srv/ragqa/indexes as uid 10001" in result.stderr
         assert "chown -R 10001" in result.stderr and "Traceback" not in result.stderr
@@ -114,9 +122,20 @@ def test_the_image_alone_empty_docs_unwritable_index_and_a_wrong_llm_url(engine)
         port = str(free_loopback_port())
         name = "ragqa-deploy-test-wrong-url"
         sh("podman", "rm", "-f", name, check=False)
-        sh("podman", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000",
-           "-v", f"{root_owned}:/srv/ragqa/indexes",
-           "-e", "RAGQA_LLM_BASE_URL=http://127.0.0.1:9/v1", IMAGE)  # fmt: skip
+        sh(
+            "podman",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            f"127.0.0.1:{port}:8000",
+            "-v",
+            f"{root_owned}:/srv/ragqa/indexes",
+            "-e",
+            "RAGQA_LLM_BASE_URL=http://127.0.0.1:9/v1",
+            IMAGE,
+        )
         try:
             url = f"http://127.0.0.1:{port}/readyz"
             status, ready = wait_for(lambda: (r := http("GET", url, timeout=10))[0] == 503 and r, 120, "/readyz 503")

@@ -83,10 +83,22 @@ def test_unknown_collection_is_404_and_bad_name_422(client):
 def test_cli_map_writes_a_png(squad_dir, tmp_path):
     out = tmp_path / "squad-map.png"
     result = subprocess.run(
-        [str(RAGQA), "map", "squad", "--out", str(out), "--index-dir", str(squad_dir),
-         "--max-points", "150", "--json"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(RAGQA),
+            "map",
+            "squad",
+            "--out",
+            str(out),
+            "--index-dir",
+            str(squad_dir),
+            "--max-points",
+            "150",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["points"] == 150 and summary["sampled"] is True

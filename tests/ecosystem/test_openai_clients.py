@@ -28,9 +28,14 @@ def sdk(keyed_server):
 @pytest.fixture(scope="module")
 def chat_model(keyed_server):
     return ChatOpenAI(
-        base_url=f"{keyed_server.url}/v1", api_key=API_KEY, model=MODEL, temperature=0,
-        max_tokens=ANSWER_TOKENS, timeout=600, max_retries=0,
-    )  # fmt: skip
+        base_url=f"{keyed_server.url}/v1",
+        api_key=API_KEY,
+        model=MODEL,
+        temperature=0,
+        max_tokens=ANSWER_TOKENS,
+        timeout=600,
+        max_retries=0,
+    )
 
 
 def test_models_lists_each_collection(sdk):
@@ -54,9 +59,12 @@ def test_sdk_plain_answer_has_sources_and_usage(sdk):
 
 def test_sdk_streaming_sends_sources_then_tokens_then_usage(sdk):
     stream = sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": FIRST}], max_tokens=ANSWER_TOKENS,
-        stream=True, stream_options={"include_usage": True},
-    )  # fmt: skip
+        model=MODEL,
+        messages=[{"role": "user", "content": FIRST}],
+        max_tokens=ANSWER_TOKENS,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert chunks[0].model_extra["sources"], "the first chunk carries the sources"
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -80,8 +88,10 @@ def test_sdk_follow_up_is_condensed_before_retrieval(sdk, http):
         max_tokens=ANSWER_TOKENS,
     )
     info, sources = response.model_extra["ragqa"], response.model_extra["sources"]
-    print(f"standalone question: {info['standalone_question']!r}; top source {sources[0]['doc']} "
-          f"{sources[0]['score']:.3f}, alone {alone[0]['doc']} {alone[0]['score']:.3f}")  # fmt: skip
+    print(
+        f"standalone question: {info['standalone_question']!r}; top source {sources[0]['doc']} "
+        f"{sources[0]['score']:.3f}, alone {alone[0]['doc']} {alone[0]['score']:.3f}"
+    )
     assert info["standalone_question"] != FOLLOW_UP
     assert sources[0]["doc"] == "ingestion.md"
     assert sources[0]["score"] >= 0.3 > alone[0]["score"]

@@ -18,9 +18,12 @@ KEY = "k-1"
 def make_client(sample_index, **overrides) -> TestClient:
     dead_llm = f"http://127.0.0.1:{free_loopback_port()}/v1"  # no LLM needed here
     settings = Settings(
-        _env_file=None, index_dir=sample_index, llm_base_url=dead_llm, api_keys=[KEY, "k-2"],
+        _env_file=None,
+        index_dir=sample_index,
+        llm_base_url=dead_llm,
+        api_keys=[KEY, "k-2"],
         **overrides,
-    )  # fmt: skip
+    )
     return TestClient(create_app(settings))
 
 
@@ -45,8 +48,11 @@ RETRIEVE = {"question": "What is ragqa?", "top_k": 2}
     ],
 )
 def test_v1_routes_need_a_valid_key(client, headers, message):
-    for method, path, body in [("POST", "/v1/retrieve", RETRIEVE), ("GET", "/v1/models", None),
-                               ("GET", "/v1/collections", None)]:  # fmt: skip
+    for method, path, body in [
+        ("POST", "/v1/retrieve", RETRIEVE),
+        ("GET", "/v1/models", None),
+        ("GET", "/v1/collections", None),
+    ]:
         response = client.request(method, path, json=body, headers=headers)
         assert response.status_code == 401, path
         assert message in response.json()["detail"]
@@ -104,9 +110,12 @@ def test_body_over_the_cap_is_413(sample_index):
 def test_cors_preflight_and_headers(client):
     preflight = client.options(
         "/v1/ask",
-        headers={"Origin": "https://ui.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization,content-type"},
-    )  # fmt: skip
+        headers={
+            "Origin": "https://ui.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://ui.example"
     refused = client.options(
@@ -137,8 +146,10 @@ def samples(scrape: str) -> dict:
 
 def test_metrics_scrape_parses_and_holds_the_series(client):
     def retrieve_count(values):
-        key = ("ragqa_http_request_duration_seconds_count",
-               (("method", "POST"), ("route", "/v1/retrieve"), ("status", "200")))  # fmt: skip
+        key = (
+            "ragqa_http_request_duration_seconds_count",
+            (("method", "POST"), ("route", "/v1/retrieve"), ("status", "200")),
+        )
         return values.get(key, 0)
 
     before = samples(client.get("/metrics").text)
@@ -148,8 +159,15 @@ def test_metrics_scrape_parses_and_holds_the_series(client):
     assert scrape.headers["content-type"].startswith("text/plain")
     after = samples(scrape.text)
     assert retrieve_count(after) == retrieve_count(before) + 1
-    assert after[("ragqa_http_request_duration_seconds_count",
-                  (("method", "POST"), ("route", "/v1/retrieve"), ("status", "422")))] >= 1  # fmt: skip
+    assert (
+        after[
+            (
+                "ragqa_http_request_duration_seconds_count",
+                (("method", "POST"), ("route", "/v1/retrieve"), ("status", "422")),
+            )
+        ]
+        >= 1
+    )
     assert after[("ragqa_retrieval_duration_seconds_count", ())] > before.get(
         ("ragqa_retrieval_duration_seconds_count", ()), 0
     )
@@ -172,8 +190,9 @@ def test_llm_unavailable_is_counted(client):
 
 
 def test_without_keys_v1_is_open(sample_index):
-    with TestClient(create_app(Settings(_env_file=None, index_dir=sample_index,
-                                        llm_base_url="http://127.0.0.1:9/v1"))) as client:  # fmt: skip
+    with TestClient(
+        create_app(Settings(_env_file=None, index_dir=sample_index, llm_base_url="http://127.0.0.1:9/v1"))
+    ) as client:
         assert client.get("/v1/models").json()["data"][0]["id"] == "ragqa/default"
 
 
@@ -212,9 +231,13 @@ def test_openai_routes_errors_carry_an_openai_error_object(client):
     invalid = client.post("/v1/chat/completions", headers=AUTH, json={"model": "ragqa/default", "messages": []})
     assert invalid.status_code == 422 and "messages" in invalid.json()["error"]["message"]
     not_last_user = client.post(
-        "/v1/chat/completions", headers=AUTH,
-        json={"model": "ragqa/default", "messages": [{"role": "user", "content": "hi?"}, {"role": "assistant", "content": "hello"}]},
-    )  # fmt: skip
+        "/v1/chat/completions",
+        headers=AUTH,
+        json={
+            "model": "ragqa/default",
+            "messages": [{"role": "user", "content": "hi?"}, {"role": "assistant", "content": "hello"}],
+        },
+    )
     assert not_last_user.status_code == 422 and "last message" in not_last_user.json()["error"]["message"]
     # Elsewhere the errors stay as they were.
     assert "error" not in client.post("/v1/retrieve", json={}, headers=AUTH).json()

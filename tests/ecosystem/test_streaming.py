@@ -7,7 +7,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.llm.client import LLMClient
+from app.llm.client import LLMClient, Sampling
 from tests.ecosystem.conftest import ANSWER_TOKENS, json_events, parse_sse
 
 pytestmark = pytest.mark.slow
@@ -77,10 +77,10 @@ async def test_closing_the_llm_stream_stops_generation_upstream(keyed_server):
     counting = [{"role": "user", "content": "Count from 1 to 1000, one number per line, without stopping."}]
     try:
         # The control: left alone, the model keeps counting well past the tokens read below.
-        control = await llm.chat(counting, temperature=0.0, max_tokens=60)
+        control = await llm.chat(counting, Sampling(0.0, 60))
         assert control.completion_tokens >= 50, "the model should keep counting"
 
-        stream = llm.chat_stream(counting, temperature=0.0, max_tokens=1000)
+        stream = llm.chat_stream(counting, Sampling(0.0, 1000))
         received, arrivals = [], []
         async for delta in stream:
             received.append(delta)
@@ -91,7 +91,7 @@ async def test_closing_the_llm_stream_stops_generation_upstream(keyed_server):
         # Decode time per token on this machine now, from the stream itself.
         per_token = (arrivals[-1] - arrivals[0]) / (len(arrivals) - 1)
         started = time.perf_counter()
-        await llm.chat([{"role": "user", "content": "Hi"}], temperature=0.0, max_tokens=1)
+        await llm.chat([{"role": "user", "content": "Hi"}], Sampling(0.0, 1))
         waited = time.perf_counter() - started
     finally:
         await llm.aclose()

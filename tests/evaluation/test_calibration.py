@@ -14,12 +14,18 @@ def record(qid, answers, answer, top_score, *, f1, refused=False):
         "answers": answers,
         "answerable": bool(answers),
         "rag": {
-            "answer": answer, "refused": refused, "em": float(f1 == 1.0), "f1": f1,
-            "contains_gold": f1 == 1.0, "top_score": top_score, "error": None,
-            "prompt_tokens": 10, "completion_tokens": 0 if refused else 3,
+            "answer": answer,
+            "refused": refused,
+            "em": float(f1 == 1.0),
+            "f1": f1,
+            "contains_gold": f1 == 1.0,
+            "top_score": top_score,
+            "error": None,
+            "prompt_tokens": 10,
+            "completion_tokens": 0 if refused else 3,
             "timings_ms": {"retrieve": 1.0, "generate": 2.0, "total": 3.0},
         },
-    }  # fmt: skip
+    }
 
 
 def report(threshold=-1.0):

@@ -21,10 +21,23 @@ def run_eval(index_dir, out, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAGQA_INDEX_DIR": str(index_dir)}
     env.pop("RAGQA_LLM_BASE_URL", None)  # in-process: the eval starts the embedded LLM itself
     return subprocess.run(
-        [str(RAGQA), "eval", str(SQUAD11 / "questions.jsonl"), "--collection", "squad",
-         "--limit", str(LIMIT), "--out", str(out), *args],
-        env=env, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+        [
+            str(RAGQA),
+            "eval",
+            str(SQUAD11 / "questions.jsonl"),
+            "--collection",
+            "squad",
+            "--limit",
+            str(LIMIT),
+            "--out",
+            str(out),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def mean(values):
@@ -111,10 +124,24 @@ def test_markdown_table_and_png(report):
 def test_http_backend_retrieves_what_the_in_process_run_did(report, squad_server, tmp_path):
     out = tmp_path / "http.json"
     done = subprocess.run(
-        [str(RAGQA), "eval", str(SQUAD11 / "questions.jsonl"), "--collection", "squad",
-         "--limit", str(LIMIT), "--out", str(out), "--url", squad_server.url, "--retrieval-only"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(RAGQA),
+            "eval",
+            str(SQUAD11 / "questions.jsonl"),
+            "--collection",
+            "squad",
+            "--limit",
+            str(LIMIT),
+            "--out",
+            str(out),
+            "--url",
+            squad_server.url,
+            "--retrieval-only",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     over_http = json.loads(out.read_text())
     in_process = report[0]
@@ -135,10 +162,21 @@ def test_closed_book_over_http_sends_no_passages(squad_server):
 def test_unknown_collection_is_a_clear_error(squad_index, tmp_path):
     env = {**os.environ, "RAGQA_INDEX_DIR": str(squad_index), "RAGQA_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
     done = subprocess.run(
-        [str(RAGQA), "eval", str(SQUAD11 / "questions.jsonl"), "--collection", "nope", "--retrieval-only",
-         "--out", str(tmp_path / "r.json")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(RAGQA),
+            "eval",
+            str(SQUAD11 / "questions.jsonl"),
+            "--collection",
+            "nope",
+            "--retrieval-only",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert "nope" in done.stderr and not (tmp_path / "r.json").exists()
 
@@ -180,11 +218,29 @@ def test_refusal_curve_replays_the_report(report, tmp_path):
 def test_strategy_over_http_reaches_the_server(squad_server, tmp_path):
     out = tmp_path / "step_back.json"
     done = subprocess.run(
-        [str(RAGQA), "eval", str(SQUAD11 / "questions.jsonl"), "--collection", "squad", "--limit", "2",
-         "--out", str(out), "--url", squad_server.url, "--strategy", "step_back", "--max-tokens", "24",
-         "--mode", "rag"],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            str(RAGQA),
+            "eval",
+            str(SQUAD11 / "questions.jsonl"),
+            "--collection",
+            "squad",
+            "--limit",
+            "2",
+            "--out",
+            str(out),
+            "--url",
+            squad_server.url,
+            "--strategy",
+            "step_back",
+            "--max-tokens",
+            "24",
+            "--mode",
+            "rag",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     body = json.loads(out.read_text())
     assert body["run"]["config"]["strategy"] == "step_back"
@@ -205,9 +261,20 @@ def test_strategy_over_http_reaches_the_server(squad_server, tmp_path):
 def test_bad_eval_options_are_clear_errors(squad_index, tmp_path, args, message):
     env = {**os.environ, "RAGQA_INDEX_DIR": str(squad_index), "RAGQA_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
     done = subprocess.run(
-        [str(RAGQA), "eval", str(SQUAD11 / "questions.jsonl"), "--collection", "squad",
-         "--out", str(tmp_path / "r.json"), *args],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(RAGQA),
+            "eval",
+            str(SQUAD11 / "questions.jsonl"),
+            "--collection",
+            "squad",
+            "--out",
+            str(tmp_path / "r.json"),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert message in done.stderr and not (tmp_path / "r.json").exists()

@@ -1,4 +1,4 @@
-"""The grounding fields of an eval record and their aggregates (issue 18)."""
+"""The grounding fields of an eval record and their aggregates (docs/grounding.md)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from app.evaluation.scoring import aggregate_answers, score_answer
 
 def reply(answer: str, source: str, citations=(), language="en", supported=None) -> dict:
     return {
-        "answer": answer, "answer_source": source, "language": language,
+        "answer": answer,
+        "answer_source": source,
+        "language": language,
         "citations": [{"id": 1, "sentence": s, "support": 1.0} for s in citations],
         "supported_share": supported,
         "usage": {"prompt_tokens": 1, "completion_tokens": 1},
         "timings_ms": {"retrieve": 1.0, "generate": 1.0, "total": 2.0},
-    }  # fmt: skip
+    }
 
 
 Q = EvalQuestion("q1", "When was it built?", ["1889"], "a.txt", True)

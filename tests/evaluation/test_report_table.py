@@ -10,18 +10,39 @@ from app.evaluation.runner import aggregate
 
 def record(qid, f1):
     return {
-        "id": qid, "answers": ["x"], "answerable": True, "doc": "d", "relevance": None,
-        "retrieval": {"error": None, "first_relevant_rank": 1, "mrr": 1.0, "passage_hit_at_5": True,
-                      "ndcg_at_10": None},
-        "rag": {"answer": "x" if f1 else "y", "refused": False, "em": f1, "f1": f1, "contains_gold": bool(f1),
-                "top_score": 0.5, "error": None, "prompt_tokens": 1, "completion_tokens": 1,
-                "timings_ms": {"retrieve": 1.0, "generate": 1.0, "total": 2.0}},
-    }  # fmt: skip
+        "id": qid,
+        "answers": ["x"],
+        "answerable": True,
+        "doc": "d",
+        "relevance": None,
+        "retrieval": {
+            "error": None,
+            "first_relevant_rank": 1,
+            "mrr": 1.0,
+            "passage_hit_at_5": True,
+            "ndcg_at_10": None,
+        },
+        "rag": {
+            "answer": "x" if f1 else "y",
+            "refused": False,
+            "em": f1,
+            "f1": f1,
+            "contains_gold": bool(f1),
+            "top_score": 0.5,
+            "error": None,
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "timings_ms": {"retrieve": 1.0, "generate": 1.0, "total": 2.0},
+        },
+    }
 
 
 def report(prompt_mode, records):
-    run = {"questions_file": "/x/squad-v1.1-dev/questions.jsonl", "settings": {"exemplar_selection": "fixed"},
-           "config": {"prompt_mode": prompt_mode, "strategy": "direct"}}  # fmt: skip
+    run = {
+        "questions_file": "/x/squad-v1.1-dev/questions.jsonl",
+        "settings": {"exemplar_selection": "fixed"},
+        "config": {"prompt_mode": prompt_mode, "strategy": "direct"},
+    }
     return {"run": run, "aggregate": aggregate(records), "questions": records}
 
 

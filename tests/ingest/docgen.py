@@ -12,11 +12,15 @@ from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 def make_pdf(pages: list[str], password: str | None = None) -> bytes:
     """A PDF with one page per string, in Helvetica, optionally encrypted with a user password."""
     writer = PdfWriter()
-    font = writer._add_object(DictionaryObject({
-        NameObject("/Type"): NameObject("/Font"),
-        NameObject("/Subtype"): NameObject("/Type1"),
-        NameObject("/BaseFont"): NameObject("/Helvetica"),
-    }))  # fmt: skip
+    font = writer._add_object(
+        DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+    )
     for text in pages:
         page = writer.add_blank_page(612, 792)
         lines = textwrap.wrap(text, 80) or [""]

@@ -81,8 +81,12 @@ def test_kill_9_leaves_a_loadable_version_and_the_next_run_completes(tmp_path, e
     (folder / "extra.txt").write_text("An extra document about lighthouses.")
     child = subprocess.run(
         [sys.executable, "-c", CRASHING_INGEST, str(folder), str(index_dir), point],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
 
     live = store.load("docs")  # loads, and is consistent

@@ -76,8 +76,10 @@ def test_cli_empty_folder_exits_0_and_prints_the_reason(tmp_path, docs):
 
     emptied = subprocess.run(
         [str(RAGQA), "ingest", str(empty), "--index-dir", ix, "--allow-empty", "--json"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(emptied.stdout.strip().splitlines()[-1])["deleted"] == 2
 
 
@@ -85,8 +87,9 @@ def test_cli_unwritable_index_folder_is_exit_2_with_a_hint(docs):
     # /sys refuses a new folder even to root (EPERM), as a root-owned mount refuses uid 10001.
     result = subprocess.run(
         [str(RAGQA), "ingest", str(docs), "--index-dir", "/sys/ragqa-cannot-write/ix"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "cannot write the index folder /sys/ragqa-cannot-write/ix" in result.stderr
     assert "chown -R" in result.stderr and "Traceback" not in result.stderr

@@ -49,10 +49,14 @@ def folder(tmp_path):
         "<html><head><script>var x='SCRIPT';</script></head><body><nav>NAVIGATION</nav>"
         "<main><p>The lighthouse keeper lives on the island of Pharos.</p></main></body></html>"
     )
-    (docs / "report.pdf").write_bytes(make_pdf([
-        "The first page describes the orchard and its apple trees. " * 4,
-        "The second page is about the pear harvest in October. " * 4,
-    ]))  # fmt: skip
+    (docs / "report.pdf").write_bytes(
+        make_pdf(
+            [
+                "The first page describes the orchard and its apple trees. " * 4,
+                "The second page is about the pear harvest in October. " * 4,
+            ]
+        )
+    )
     (docs / "memo.docx").write_bytes(make_docx(["Memo", "The submarine fleet returns in spring."]))
     (docs / "empty.txt").write_text("")
     (docs / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR")
@@ -86,8 +90,14 @@ def test_fixture_folder_ingests_each_format_and_skips_with_reasons(job, folder):
     assert {s["path"]: s["reason"] for s in summary.skipped} == EXPECTED_SKIPS
     collection = job.store.load("docs")
     assert set(collection.manifest.documents) == {
-        "alpha.txt", "sub/beta.md", "gamma.txt", "page.html", "report.pdf", "memo.docx", "inside-link.txt",
-    }  # fmt: skip
+        "alpha.txt",
+        "sub/beta.md",
+        "gamma.txt",
+        "page.html",
+        "report.pdf",
+        "memo.docx",
+        "inside-link.txt",
+    }
     assert summary.added == 7 and collection.index.ntotal == summary.chunks
     texts = " ".join(c.text for c in collection.chunks.values())
     assert "감마 문서는" in texts and "Pharos" in texts and "submarine fleet" in texts
@@ -208,31 +218,44 @@ def test_cli_prints_json_summary_last_and_manages_collections(tmp_path, folder):
     ix = str(tmp_path / "ix")
     result = subprocess.run(
         [str(RAGQA), "ingest", str(folder), "--collection", "cli", "--index-dir", ix, "--json"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["added"] == 7 and summary["collection"] == "cli"
     assert {"path": "locked.pdf", "reason": "encrypted PDF (password required)"} in summary["skipped"]
     assert set(summary) >= {"added", "updated", "unchanged", "deleted", "skipped", "chunks", "seconds"}
     assert "files" in result.stderr and "chunks" in result.stderr  # both progress bars
 
-    listed = subprocess.run([str(RAGQA), "collections", "list", "--index-dir", ix, "--json"],
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    listed = subprocess.run(
+        [str(RAGQA), "collections", "list", "--index-dir", ix, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     (row,) = json.loads(listed.stdout)["collections"]
     assert (row["name"], row["documents"], row["chunks"]) == ("cli", 7, summary["chunks"])
-    deleted = subprocess.run([str(RAGQA), "collections", "delete", "cli", "--index-dir", ix, "--yes"],
-                             capture_output=True, text=True)  # fmt: skip
+    deleted = subprocess.run(
+        [str(RAGQA), "collections", "delete", "cli", "--index-dir", ix, "--yes"],
+        capture_output=True,
+        text=True,
+    )
     assert deleted.returncode == 0 and not IndexStore(tmp_path / "ix").list_collections()
-    again = subprocess.run([str(RAGQA), "collections", "delete", "cli", "--index-dir", ix, "--yes"],
-                           capture_output=True, text=True)  # fmt: skip
+    again = subprocess.run(
+        [str(RAGQA), "collections", "delete", "cli", "--index-dir", ix, "--yes"],
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 2 and "unknown collection 'cli'" in again.stderr
 
 
 def test_missing_folder_is_a_clear_cli_error(tmp_path):
     result = subprocess.run(
         [str(RAGQA), "ingest", str(tmp_path / "nope"), "--index-dir", str(tmp_path / "ix")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "is not a folder" in result.stderr
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from app.core.config import EMBEDDED_LLM_ALIAS
-from app.llm.client import LLMClient
+from app.llm.client import LLMClient, Sampling
 from app.llm.embedded import EmbeddedLLMServer
 from app.rag.packing import ContextPacker, PromptTooLong, sentences
 from app.rag.prompts import PromptMode
@@ -54,7 +54,7 @@ def test_long_passages_are_packed_in_rank_order_and_the_last_cut_at_a_sentence(l
 
     async def pack_and_chat(llm, packer):
         packed = await packer.pack(PromptMode.zero_shot, "How many valves in crate 3-4?", passages, 256)
-        completion = await llm.chat(packed.messages, temperature=0.0, max_tokens=256, stop=["\n\n"])
+        completion = await llm.chat(packed.messages, Sampling(0.0, 256, stop=["\n\n"]))
         return packed, completion
 
     packed, completion = run(llama_server, pack_and_chat)

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from app.core.embeddings import EmbeddingModel
 from app.core.lexical import LexicalIndexMissing
@@ -25,6 +24,7 @@ from app.core.store import (
     new_faiss_index,
 )
 from app.rag.retrieval import EmbeddingModelMismatch, RetrievalMode, RetrievalOptions, Retriever
+from tests.fakes import UnitFakeEmbedding
 
 DIM = 16
 TEXTS = {
@@ -34,17 +34,6 @@ TEXTS = {
     "rocket-copy.txt": "The Saturn V rocket carried Apollo 11 to the Moon in 1969.",
     "bread.txt": "Sourdough bread rises slowly with wild yeast.",
 }
-
-
-class UnitFakeEmbedding(DeterministicFakeEmbedding):
-    """Deterministic random vectors, normalised like the real models' output."""
-
-    def embed_documents(self, texts):
-        return [self.embed_query(t) for t in texts]
-
-    def embed_query(self, text):
-        vector = np.asarray(super().embed_query(text))
-        return (vector / np.linalg.norm(vector)).tolist()
 
 
 @pytest.fixture

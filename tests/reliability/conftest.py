@@ -6,27 +6,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from app.core.embeddings import EmbeddingModel
 from app.core.store import IndexStore
 from app.llm.embedded import free_loopback_port
+from tests.fakes import UnitFakeEmbedding
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 16
 FAKE_MODEL = "fake-model"
-
-
-class UnitFakeEmbedding(DeterministicFakeEmbedding):
-    def embed_documents(self, texts):
-        return [self.embed_query(t) for t in texts]
-
-    def embed_query(self, text):
-        vector = np.asarray(super().embed_query(text))
-        return (vector / np.linalg.norm(vector)).tolist()
 
 
 def fake_embedder() -> EmbeddingModel:
@@ -97,17 +87,23 @@ def sse(*chunks: dict) -> bytes:
 
 def chunk(text: str = "", finish: str | None = None) -> dict:
     return {
-        "id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "fake-llm",
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake-llm",
         "choices": [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}],
-    }  # fmt: skip
+    }
 
 
 def completion(text: str, finish: str = "stop") -> dict:
     return {
-        "id": "c1", "object": "chat.completion", "created": 0, "model": "fake-llm",
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake-llm",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
-    }  # fmt: skip
+    }
 
 
 def install_fake_llm(llm, handler) -> None:
@@ -124,7 +120,9 @@ def install_fake_llm(llm, handler) -> None:
 
     transport = httpx.MockTransport(routed)
     llm._openai = AsyncOpenAI(
-        base_url=llm.base_url, api_key="EMPTY", max_retries=0,
+        base_url=llm.base_url,
+        api_key="EMPTY",
+        max_retries=0,
         http_client=httpx.AsyncClient(transport=transport),
-    )  # fmt: skip
+    )
     llm._http = httpx.AsyncClient(transport=transport)

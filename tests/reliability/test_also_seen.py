@@ -35,7 +35,7 @@ def test_a_400_on_the_openai_route_is_not_a_server_error(client):
     response = client.post("/v1/chat/completions", json={"model": "ragqa/nope", "messages": [{"role": "user", "content": "hi"}]})
     assert 400 <= response.status_code < 500
     assert response.json()["error"]["type"] != "server_error"
-    from app.api.middleware import openai_error_type
+    from app.api.errors import openai_error_type
 
     assert openai_error_type(400) == "invalid_request_error"
     assert openai_error_type(409) == "invalid_request_error"

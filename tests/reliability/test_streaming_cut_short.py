@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from app.llm.client import LLMClient, LLMError
+from app.llm.client import LLMClient, LLMError, Sampling
 from tests.reliability.conftest import chunk, install_fake_llm, sse
 
 
@@ -21,7 +21,7 @@ def stream_of(*chunks):
 
 async def collect(llm: LLMClient) -> list:
     out = []
-    async for delta in llm.chat_stream([{"role": "user", "content": "q"}], temperature=0, max_tokens=8):
+    async for delta in llm.chat_stream([{"role": "user", "content": "q"}], Sampling(0, 8)):
         out.append(delta)
     return out
 

@@ -50,9 +50,11 @@ def run_upload(body: bytes, max_part_bytes: int, chunk: int = 64 * 1024) -> tupl
         sent.append(message)
 
     scope = {
-        "type": "http", "method": "POST", "path": "/v1/collections/c/documents",
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/collections/c/documents",
         "headers": [(b"content-type", b"multipart/form-data; boundary=" + BOUNDARY)],
-    }  # fmt: skip
+    }
     asyncio.run(middleware(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     return status, seen["bytes"]

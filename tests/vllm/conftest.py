@@ -63,18 +63,27 @@ def vllm(tmp_path_factory) -> VLLM:
     started = time.monotonic()
     url = _run(
         [
-            str(SCRIPT), "start",
-            "--chat-template", str(TEMPLATE),
-            "--enable-lora", "--max-lora-rank", "8",
-            "--lora-modules", f"{ADAPTER}={adapter_dir}",
+            str(SCRIPT),
+            "start",
+            "--chat-template",
+            str(TEMPLATE),
+            "--enable-lora",
+            "--max-lora-rank",
+            "8",
+            "--lora-modules",
+            f"{ADAPTER}={adapter_dir}",
         ],
         env,
         timeout=900,
-    ).splitlines()[-1]  # fmt: skip
+    ).splitlines()[-1]
     server = VLLM(
-        url, url.removesuffix("/v1"), MODEL_NAME, Path(model_dir), adapter_dir,
+        url,
+        url.removesuffix("/v1"),
+        MODEL_NAME,
+        Path(model_dir),
+        adapter_dir,
         round(time.monotonic() - started, 1),
-    )  # fmt: skip
+    )
     _record("vllm_start_seconds", server.start_seconds)
     yield server
     _run([str(SCRIPT), "stop"], env, timeout=120)

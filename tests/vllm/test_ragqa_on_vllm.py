@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from app.llm.client import LLMClient
+from app.llm.client import LLMClient, Sampling
 from app.rag.packing import ContextPacker
 from app.rag.prompts import PromptMode
 from app.rag.retrieval import Passage
@@ -56,7 +56,7 @@ async def pack_and_chat(vllm, passages: list[Passage], max_tokens: int):
     try:
         packer = ContextPacker(llm, configured_window=512)  # the served window must win
         packed = await packer.pack(PromptMode.few_shot, QUESTION, passages, max_tokens=max_tokens)
-        completion = await llm.chat(packed.messages, temperature=0.0, max_tokens=max_tokens, stop=["\n\n"])
+        completion = await llm.chat(packed.messages, Sampling(0.0, max_tokens, stop=["\n\n"]))
     finally:
         await llm.aclose()
     return packed, completion

@@ -26,9 +26,16 @@ log = logging.getLogger(__name__)
 
 def broken_collection(name: str) -> CollectionInfo:
     return CollectionInfo(
-        name=name, documents=0, chunks=0, embedding_model="", version="", created_at="",
-        status="broken", problem="its manifest cannot be read: re-ingest it or delete it",
-    )  # fmt: skip
+        name=name,
+        documents=0,
+        chunks=0,
+        embedding_model="",
+        version="",
+        created_at="",
+        status="broken",
+        problem="its manifest cannot be read: re-ingest it or delete it",
+    )
+
 
 router = APIRouter(prefix="/v1", tags=["collections"])
 

@@ -99,10 +99,13 @@ async def _chunks(
     def chunk(delta: DeltaMessage, finish: str | None = None, **extra) -> dict:
         return data(
             ChatCompletionChunk(
-                id=chunk_id, created=created, model=body.model,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish)], **extra,
+                id=chunk_id,
+                created=created,
+                model=body.model,
+                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+                **extra,
             ).model_dump(exclude_none=True)
-        )  # fmt: skip
+        )
 
     info = RagqaInfo(
         standalone_question=condensed.question,
@@ -126,9 +129,11 @@ async def _chunks(
                 }
             )
             yield chunk(
-                DeltaMessage(), result.finish_reason or "stop",
-                citations=Citation.of(result.citations), ragqa=done_info,
-            )  # fmt: skip
+                DeltaMessage(),
+                result.finish_reason or "stop",
+                citations=Citation.of(result.citations),
+                ragqa=done_info,
+            )
             if include_usage:
                 usage = total_usage(result, condensed)
                 yield data(
