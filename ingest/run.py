@@ -322,7 +322,11 @@ class IngestJob:
                 previously = set(old_docs)
                 changed = [(rel, path) for rel, path in files if rel in seen and rel not in failed]
                 summary.unchanged = 0
-                manifest = None
+                manifest, old_docs = None, {}
+                for skipped in summary.skipped[len(passed_over):]:  # their old vectors cannot stay
+                    skipped["reason"] = skipped["reason"].replace(
+                        " (its previous version stays indexed)", " (dropped: the collection was re-embedded)"
+                    )
 
             if manifest is not None and not changed and not gone and not outliers:
                 summary.chunks, summary.version = manifest.chunk_count, manifest.version
