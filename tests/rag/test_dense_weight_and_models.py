@@ -125,3 +125,29 @@ def test_a_model_that_cannot_load_is_a_clear_error(tmp_path):
         lone.run("anything", "docs", 3)
 
 
+
+
+def test_an_upload_that_creates_a_collection_picks_its_model(two_model_app):
+    client, _ = two_model_app
+    text = (KOREAN_DOCS / "kimchi.txt").read_bytes()
+    response = client.post("/v1/collections/uploaded/documents", files=[("files", ("kimchi.txt", text))])
+    assert response.status_code == 200, response.text
+    models = {c["name"]: c["embedding_model"] for c in client.get("/v1/collections").json()["collections"]}
+    assert models["uploaded"] == USE_MULTILINGUAL
+    # Adding an English file later keeps the collection's model.
+    more = client.post("/v1/collections/uploaded/documents", files=[("files", ("en.md", (SAMPLES / "overview.md").read_bytes()))])
+    assert more.status_code == 200, more.text
+    models = {c["name"]: c["embedding_model"] for c in client.get("/v1/collections").json()["collections"]}
+    assert models["uploaded"] == USE_MULTILINGUAL
+
+
+def test_a_collection_written_before_letter_counts_still_answers(tmp_path):
+    from tests.ingest.test_model_choice import _strip_letter_counts
+
+    reg = registry()
+    build_ingest_job(fake_settings(tmp_path), IndexStore(tmp_path), reg.default, reg).run(KOREAN_DOCS, "ko")
+    _strip_letter_counts(IndexStore(tmp_path), "ko")
+    retriever = Retriever(CollectionCache(IndexStore(tmp_path)), reg)
+    hybrid = retriever.run(KO_QUESTION, "ko", 5)  # the language comes from the chunks' text
+    assert hybrid[0].doc == "mailbox.txt"
+    assert retriever.language_of(retriever.collections.get("ko")) == "ko"
