@@ -16,7 +16,7 @@ from app.core.config import Settings
 
 if TYPE_CHECKING:
     from app.api.services import Services
-    from app.core.embeddings import Embedder
+    from app.core.embeddings import Embedder, EmbedderRegistry
     from app.core.store import CollectionCache, IndexStore
     from app.llm.protocol import ChatLLM
     from app.rag.pipeline import AskPipeline
@@ -36,7 +36,19 @@ def build_embedder(settings: Settings, *, lazy: bool = False) -> Embedder:
     return load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
 
 
-def build_ingest_job(settings: Settings, store: IndexStore, embedder: Embedder) -> IngestJob:
+def build_embedders(settings: Settings, default: Embedder, *, lazy: bool = False) -> EmbedderRegistry:
+    """``default`` and the other models that collections name, loaded when first needed
+    (``lazy``: when first embedding), at most two held at once."""
+    from app.core.embeddings import EmbedderRegistry
+
+    return EmbedderRegistry.loading(default, settings.embedding_batch_size, lazy=lazy)
+
+
+def build_ingest_job(
+    settings: Settings, store: IndexStore, embedder: Embedder, embedders: EmbedderRegistry | None = None
+) -> IngestJob:
+    """Unless RAGQA_EMBEDDING_MODEL is set, a new collection's model follows its text
+    (mostly Hangul: the multilingual model) and each collection keeps the model it has."""
     from ingest.run import IngestJob
     from ingest.splitting import TextSplitter
 
@@ -45,13 +57,21 @@ def build_ingest_job(settings: Settings, store: IndexStore, embedder: Embedder) 
         embedder,
         TextSplitter(settings.chunk_size, settings.chunk_overlap),
         max_file_bytes=settings.ingest_max_file_bytes,
+        embedders=embedders or build_embedders(settings, embedder, lazy=True),
+        choose_model=not settings.embedding_model_explicit,
     )
 
 
-def build_retriever(settings: Settings, collections: CollectionCache, embedder: Embedder) -> Retriever:
-    """Retrieval with the service's defaults (RAGQA_RETRIEVAL_MODE and the rest)."""
+def build_retriever(
+    settings: Settings, collections: CollectionCache, embedder: Embedder | EmbedderRegistry
+) -> Retriever:
+    """Retrieval with the service's defaults (RAGQA_RETRIEVAL_MODE and the rest); each
+    collection is searched with its own embedding model."""
+    from app.core.embeddings import EmbedderRegistry
     from app.rag.retrieval import RetrievalOptions, Retriever
 
+    if not isinstance(embedder, EmbedderRegistry):
+        embedder = build_embedders(settings, embedder)
     return Retriever(collections, embedder, RetrievalOptions.from_settings(settings))
 
 
@@ -73,15 +93,32 @@ def build_llm_client(settings: Settings) -> ChatLLM:
 
 
 def build_pipeline(
-    settings: Settings, collections: CollectionCache, embedder: Embedder, llm: ChatLLM
+    settings: Settings, collections: CollectionCache, embedder: Embedder | EmbedderRegistry, llm: ChatLLM
 ) -> AskPipeline:
+    import threading
+
+    from app.core.embeddings import EmbedderRegistry
     from app.rag.grounding import Grounder
     from app.rag.packing import ContextPacker
     from app.rag.pipeline import AskPipeline
     from app.rag.shots import ExemplarSelection, ExemplarSelector
 
+    embedders = embedder if isinstance(embedder, EmbedderRegistry) else build_embedders(settings, embedder)
+    embedder = embedders.default
+    grounders: dict[str, Grounder] = {}
+    lock = threading.Lock()
+
+    def grounder_for(model: str) -> Grounder:
+        """One grounder per embedding model: its sentence vectors and its thresholds."""
+        with lock:
+            if model not in grounders:
+                if len(grounders) >= 4:
+                    grounders.clear()
+                grounders[model] = Grounder.from_settings(settings, embedders.get(model))
+            return grounders[model]
+
     return AskPipeline(
-        build_retriever(settings, collections, embedder),
+        build_retriever(settings, collections, embedders),
         ContextPacker(llm, settings.llm_context_window),
         llm,
         settings.min_relevance,
@@ -91,25 +128,34 @@ def build_pipeline(
         ),
         settings.refusal_min_score,
         Grounder.from_settings(settings, embedder),
+        grounders=grounder_for,
     )
 
 
 def build_services(
-    settings: Settings, *, llm: ChatLLM | None = None, embedder: Embedder | None = None
+    settings: Settings,
+    *,
+    llm: ChatLLM | None = None,
+    embedder: Embedder | None = None,
+    embedders: EmbedderRegistry | None = None,
 ) -> Services:
-    """What one service process shares between requests; the real models unless given."""
+    """What one service process shares between requests; the real models unless given
+    (``embedders``: the models that collections name, ``embedder`` its default)."""
     from app.api.services import Services
     from app.core.store import CollectionCache, IndexStore
     from ingest.documents import DocumentService
 
     llm = llm or build_llm_client(settings)
+    if embedders is not None:
+        embedder = embedders.default
     embedder = embedder or build_embedder(settings)
+    embedders = embedders or build_embedders(settings, embedder)
     store = IndexStore(settings.index_dir)
     collections = CollectionCache(store)
-    # Uploads reuse the service's embedding model: it is loaded once per process.
-    job = build_ingest_job(settings, store, embedder)
+    # Uploads and queries share the service's models: each is loaded once per process.
+    job = build_ingest_job(settings, store, embedder, embedders)
     documents = DocumentService(job, settings.upload_max_bytes, settings.upload_max_files)
-    ask = build_pipeline(settings, collections, embedder, llm)
+    ask = build_pipeline(settings, collections, embedders, llm)
     return Services(settings, store, collections, embedder, llm, ask, documents)
 
 

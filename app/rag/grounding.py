@@ -17,6 +17,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from app.core.embeddings import MODEL_PROFILES, thresholds_for
 from app.rag.evidence import (
     SUPPORT_MIN,
     Citation,
@@ -49,8 +50,13 @@ class AnswerSource(StrEnum):
 QUOTE_SENTENCES = 2
 
 # The support threshold belongs to the embedding model whose cosines it compares (half of the
-# score); calibrated per model with bench/grounding.py, docs/grounding.md. Others: SUPPORT_MIN.
-SUPPORT_MIN_BY_MODEL: dict[str, float] = {}
+# score): app.core.embeddings.MODEL_PROFILES holds it with the model's other thresholds
+# (docs/grounding.md, docs/retrieval.md). Others: SUPPORT_MIN.
+SUPPORT_MIN_BY_MODEL: dict[str, float] = {
+    model: profile.support_min_score
+    for model, profile in MODEL_PROFILES.items()
+    if profile.support_min_score is not None
+}
 
 
 def support_min_for(model_id: str) -> float:
@@ -114,8 +120,11 @@ class Grounder:
         min_relevance: float = -1.0,
         quote_sentences: int = QUOTE_SENTENCES,
         selector: SentenceSelector | None = None,
+        refusal_min_score: float = -1.0,
     ):
         self.embedder = _VectorCache(embedder)
+        # Below this best retrieved cosine the pipeline refuses without asking the LLM.
+        self.refusal_min_score = refusal_min_score
         self.on_unsupported = on_unsupported
         self.support_min = support_min
         self.min_relevance = min_relevance
@@ -124,13 +133,17 @@ class Grounder:
 
     @classmethod
     def from_settings(cls, settings, embedder) -> Grounder:
-        support_min = settings.support_min_score
+        """The settings' grounder for collections of ``embedder``'s model: each cosine threshold
+        as set explicitly, else that model's default."""
+        thresholds = thresholds_for(settings, embedder.model_id)
+        support_min = thresholds.support_min_score
         return cls(
             embedder,
             on_unsupported=UnsupportedAnswer(settings.unsupported_answer),
             support_min=support_min_for(embedder.model_id) if support_min is None else support_min,
-            min_relevance=settings.min_relevance,
+            min_relevance=thresholds.min_relevance,
             quote_sentences=settings.quote_sentences,
+            refusal_min_score=thresholds.refusal_min_score,
         )
 
     def refusal(self, question: str) -> Grounding:

@@ -14,7 +14,7 @@ for both. ``closed_book`` answers without retrieval; ``compare`` adds that answe
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import cast
@@ -210,7 +210,11 @@ class AskPipeline:
         selector: ExemplarSelector | None = None,
         refusal_min_score: float = -1.0,
         grounder: Grounder | None = None,
+        grounders: Callable[[str], Grounder] | None = None,
     ):
+        """``grounders``: the grounder for a collection's embedding model (its embedder and its
+        thresholds, the refusal threshold included); without it, ``grounder`` and
+        ``refusal_min_score`` serve every collection."""
         self.retriever = retriever
         self.packer = packer
         self.llm = llm
@@ -218,6 +222,18 @@ class AskPipeline:
         self.selector = selector or ExemplarSelector(ExemplarSelection.fixed)
         self.refusal_min_score = refusal_min_score
         self.grounder = grounder or Grounder(retriever.embedder, min_relevance=min_relevance)
+        self._grounders = grounders
+
+    def grounder_for(self, collection: str) -> Grounder:
+        if self._grounders is None:
+            return self.grounder
+        return self._grounders(self.retriever.model_of(collection))
+
+    def refusal_min_score_for(self, collection: str) -> float:
+        """The refusal threshold of the collection's embedding model."""
+        if self._grounders is None:
+            return self.refusal_min_score
+        return self.grounder_for(collection).refusal_min_score
 
     async def retrieve(
         self, question: str, collection: str, top_k: int, options: RetrievalOptions | None = None
@@ -259,7 +275,9 @@ class AskPipeline:
 
         generating = time.perf_counter()
         first_token: float | None = None
-        if query.mode is AnswerMode.extractive or prepared.refuse_without_llm(self.refusal_min_score):
+        if query.mode is AnswerMode.extractive or prepared.refuse_without_llm(
+            self.refusal_min_score_for(query.collection)
+        ):
             # No LLM call: the grounding stage quotes or refuses, as in run(); the done event
             # carries that answer.
             answer = ""
@@ -363,7 +381,9 @@ class AskPipeline:
     ) -> tuple[str, str | None]:
         """(answer, reasoning) for a prepared prompt, in one piece; "" when nothing is generated
         (extractive mode, or nothing retrieved close enough to ask about)."""
-        if query.mode is AnswerMode.extractive or prepared.refuse_without_llm(self.refusal_min_score):
+        if query.mode is AnswerMode.extractive or prepared.refuse_without_llm(
+            self.refusal_min_score_for(query.collection)
+        ):
             return "", None
         messages = prepared.packed.messages
         if query.strategy is Strategy.cot:
@@ -384,10 +404,9 @@ class AskPipeline:
         """compare: the closed-book answer beside the RAG one, judged on the RAG passages."""
         started = time.perf_counter()
         closed = await self._closed_book(query)
-        check = await run_in_threadpool(
-            self.grounder.support_of, closed.answer, query.question, result.sources
-        )
-        has_evidence = self.grounder.has_evidence(result.sources)
+        grounder = self.grounder_for(query.collection)
+        check = await run_in_threadpool(grounder.support_of, closed.answer, query.question, result.sources)
+        has_evidence = grounder.has_evidence(result.sources)
         result.closed_book = ClosedBookAnswer(
             answer=closed.answer,
             grounded=has_evidence and not closed.refused and check.grounded,
@@ -409,11 +428,12 @@ class AskPipeline:
                 language_of(query.question),
             )
         passages = prepared.packed.passages
-        if prepared.refuse_without_llm(self.refusal_min_score):
-            return self.grounder.refusal(query.question)
+        grounder = self.grounder_for(query.collection)
+        if prepared.refuse_without_llm(self.refusal_min_score_for(query.collection)):
+            return grounder.refusal(query.question)
         if query.mode is AnswerMode.extractive:
-            return await run_in_threadpool(self.grounder.quote, query.question, passages)
-        return await run_in_threadpool(self.grounder.run, query.question, passages, answer)
+            return await run_in_threadpool(grounder.quote, query.question, passages)
+        return await run_in_threadpool(grounder.run, query.question, passages, answer)
 
     async def _result(
         self,

@@ -12,8 +12,14 @@ from enum import Enum
 import numpy as np
 
 from app.core.config import Settings
-from app.core.embeddings import Embedder
-from app.core.lexical import LexicalIndexMissing
+from app.core.embeddings import (
+    MULTILINGUAL_MIN_HANGUL_SHARE,
+    Embedder,
+    EmbedderRegistry,
+    EmbeddingModelUnavailable,
+    covers,
+)
+from app.core.lexical import LexicalIndexMissing, hangul_share, is_korean
 from app.core.store import CollectionCache, CollectionIndex
 
 # RRF's k: 60 as in Cormack et al. (2009); it damps the weight of the very first ranks.
@@ -21,7 +27,35 @@ RRF_K = 60
 
 
 class EmbeddingModelMismatch(Exception):
-    """The collection was embedded with another model than the service's: its vectors don't compare."""
+    """The collection's embedding model cannot embed the question here (not loadable, or its
+    vectors do not have the collection's dimension)."""
+
+
+# Chunks read to tell a collection's language when its manifest has no letter counts
+# (a collection written before they were recorded).
+LANGUAGE_SAMPLE_CHUNKS = 2000
+
+
+def collection_language(index: CollectionIndex) -> str:
+    """"ko" when the collection's letters are mostly Hangul (the rule that picks its model), else "en"."""
+    counts = [(d.hangul_letters, d.letters) for d in index.manifest.documents.values()]
+    if counts and all(h is not None and n is not None for h, n in counts):
+        letters = sum(n for _, n in counts)  # type: ignore[misc]
+        share = sum(h for h, _ in counts) / letters if letters else 0.0  # type: ignore[misc]
+    else:
+        sample = [c.text for _, c in zip(range(LANGUAGE_SAMPLE_CHUNKS), index.chunks.values())]
+        share = hangul_share("\n".join(sample))
+    return "ko" if share >= MULTILINGUAL_MIN_HANGUL_SHARE else "en"
+
+
+def effective_dense_weight(weight: float, model: str, question: str, collection_lang: str) -> float:
+    """The dense list's share of the fusion: none when the collection's embedding model does not
+    cover the question's language or the collection's (an English-only model on Korean text
+    gives a near-random list that would pull hybrid below BM25 alone)."""
+    question_lang = "ko" if is_korean(question) else "en"
+    if covers(model, question_lang) and covers(model, collection_lang):
+        return weight
+    return 0.0
 
 
 class RetrievalMode(str, Enum):
@@ -113,15 +147,36 @@ def maximal_marginal_relevance(
 
 
 class Retriever:
+    """Each collection is searched with the embedding model its manifest names: ``embedder``
+    alone (a collection of another model is an error), or a registry that loads the others."""
+
     def __init__(
         self,
         collections: CollectionCache,
-        embedder: Embedder,
+        embedder: Embedder | EmbedderRegistry,
         defaults: RetrievalOptions | None = None,
     ):
         self.collections = collections
-        self.embedder = embedder
+        self.embedders = embedder if isinstance(embedder, EmbedderRegistry) else EmbedderRegistry(embedder)
+        self.embedder = self.embedders.default
         self.defaults = defaults or RetrievalOptions()
+        self._languages: dict[tuple[str, str], str] = {}  # (collection, version) -> language
+
+    def model_of(self, collection: str) -> str:
+        """The embedding model the collection was built with (its manifest's)."""
+        return self.collections.get(collection).manifest.embedding.model
+
+    def embedder_for(self, collection: str) -> Embedder:
+        index = self.collections.get(collection)
+        return self._embedder(index, collection)
+
+    def language_of(self, index: CollectionIndex) -> str:
+        key = (index.manifest.collection, index.manifest.version)
+        if key not in self._languages:
+            if len(self._languages) > 256:
+                self._languages.clear()
+            self._languages[key] = collection_language(index)
+        return self._languages[key]
 
     def options(
         self, mode: RetrievalMode | None = None, diversity: float | None = None
@@ -139,8 +194,8 @@ class Retriever:
         """Top ``top_k`` chunks for the question. CPU-bound: call it from a worker thread."""
         options = options or self.defaults
         index = self.collections.get(collection)
-        self._check_model(index, collection)
-        query = self.embedder.embed_query(question)
+        embedder = self._embedder(index, collection)
+        query = embedder.embed_query(question)
         pool = max(top_k, options.candidates)
 
         if options.mode is RetrievalMode.dense:
@@ -150,10 +205,12 @@ class Retriever:
             if options.mode is RetrievalMode.bm25:
                 ranked = lexical
             else:
-                dense = [h.chunk.id for h in index.search(query, pool)]
+                weight = effective_dense_weight(
+                    options.dense_weight, embedder.model_id, question, self.language_of(index)
+                )
+                dense = [h.chunk.id for h in index.search(query, pool)] if weight > 0 else []
                 ranked = reciprocal_rank_fusion(
-                    [dense, [cid for cid, _ in lexical]],
-                    [options.dense_weight, 1.0 - options.dense_weight],
+                    [dense, [cid for cid, _ in lexical]], [weight, 1.0 - weight]
                 )[:pool]
         if not ranked:
             return []
@@ -173,14 +230,23 @@ class Retriever:
             for rank, (i, c) in enumerate(zip(order, chunks), start=1)
         ]
 
-    def _check_model(self, index: CollectionIndex, collection: str) -> None:
-        built_with = index.manifest.embedding.model
-        if built_with != self.embedder.model_id:
+    def _embedder(self, index: CollectionIndex, collection: str) -> Embedder:
+        built_with = index.manifest.embedding
+        try:
+            embedder = self.embedders.get(built_with.model)
+        except EmbeddingModelUnavailable as exc:
             raise EmbeddingModelMismatch(
-                f"collection {collection!r} was embedded with {built_with!r}, but the service "
-                f"embeds queries with {self.embedder.model_id!r}; set RAGQA_EMBEDDING_MODEL="
-                f"{built_with} or re-ingest the collection"
+                f"collection {collection!r} was embedded with {built_with.model!r}, but the service "
+                f"embeds queries with {self.embedder.model_id!r} and cannot load that model ({exc}); "
+                "re-ingest the collection"
+            ) from exc
+        dim = getattr(embedder, "dim", None)  # a query-only wrapper (the benches) may not say
+        if dim is not None and dim != built_with.dim:
+            raise EmbeddingModelMismatch(
+                f"collection {collection!r} has {built_with.dim}-dim vectors of {built_with.model!r}, "
+                f"but that model gives {dim} here; re-ingest the collection"
             )
+        return embedder
 
     @staticmethod
     def _lexical(index: CollectionIndex, collection: str):
