@@ -31,6 +31,7 @@ from app.core.store import IndexStore
 from app.evaluation.metrics import contains_gold
 from app.rag.evidence import PICKER_WEIGHTS, SELECTOR_WEIGHTS, Evidence, SentenceSelector
 from app.rag.retrieval import RetrievalOptions, Retriever
+from bench.retrieval import model_for_folder
 from ingest.run import IngestJob
 from ingest.splitting import TextSplitter
 
@@ -139,24 +140,31 @@ def grid(sets: dict[str, list]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", type=Path, nargs="+")
-    parser.add_argument("--embedding-model", default="sentence-transformers/all-MiniLM-L6-v2")
+    parser.add_argument(
+        "--embedding-model", help="default: the model `ragqa ingest` picks for each folder (its Hangul share)"
+    )
     parser.add_argument("--index-dir", type=Path, default=Path("/tmp/ragqa-bench/extractive"))
     parser.add_argument("--limit", type=int, default=0, help="first N answerable questions only")
     parser.add_argument("--grid", action="store_true", help="also search selector weights")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    embedder = CachedEmbedder(load_embedding_model(args.embedding_model), args.index_dir / "vectors")
+    embedders: dict[str, CachedEmbedder] = {}
     picker, selector = SentenceSelector(PICKER_WEIGHTS), SentenceSelector()
-    report = {"embedding_model": embedder.model_id, "selector_weights": SELECTOR_WEIGHTS, "sets": {}}
+    report: dict = {"selector_weights": SELECTOR_WEIGHTS, "sets": {}}
     kept = {}
     for dataset in args.datasets:
         started = time.perf_counter()
+        model = args.embedding_model or model_for_folder(dataset / "docs")
+        if model not in embedders:
+            embedders[model] = CachedEmbedder(load_embedding_model(model), args.index_dir / "vectors")
+        embedder = embedders[model]
         items = evidence_for(dataset, args, embedder)
         ceiling = sum(
             any(contains_gold(s.text, q["answers"]) for s in ev.sentences) for q, ev in items
         )
         row = {
+            "embedding_model": embedder.model_id,
             "questions": len(items),
             "ceiling": round(100 * ceiling / len(items), 1),
             "picker": {k: score(picker, items, k) for k in SENTENCE_COUNTS},
