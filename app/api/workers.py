@@ -1,0 +1,126 @@
+"""`ragqa serve --workers N`: what the parent sets up for its workers, and the app each runs.
+
+uvicorn's own multi-process mode runs the workers (one listening socket, a dead worker
+replaced). The parent starts the embedded LLM once, before them, and passes its URL on in
+RAGQA_LLM_BASE_URL; the workers inherit the parent's environment (they are spawned, not
+forked). The parent also makes a temporary run folder for the workers: PROMETHEUS_MULTIPROC_DIR
+(so /metrics sums over every worker) and the embedded LLM's status file (so every worker's
+/readyz and /healthz report the supervisor's state). The folder goes when the parent exits; if
+the parent is killed outright, its workers are signalled (PR_SET_PDEATHSIG) and the last one out
+removes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+# The import string uvicorn starts each worker from.
+WORKER_APP = "app.api.workers:create_worker_app"
+ENV_RUN_DIR = "RAGQA_SERVE_RUN_DIR"
+ENV_PARENT_PID = "RAGQA_SERVE_PARENT_PID"
+ENV_LOG_LEVEL = "RAGQA_SERVE_LOG_LEVEL"
+ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# Every reply of a worker names it (its pid): which worker answered, for logs and tests.
+WORKER_HEADER = b"x-ragqa-worker"
+
+
+@contextmanager
+def worker_environment(log_level: str) -> Iterator[Path]:
+    """In the parent, before uvicorn starts the workers: the run folder and the environment
+    the workers inherit; both undone on exit (RAGQA_LLM_BASE_URL too, which the caller sets
+    once the embedded LLM is up)."""
+    from app.llm.embedded import STATUS_FILE_ENV
+
+    run_dir = Path(tempfile.mkdtemp(prefix="ragqa-serve-"))
+    (run_dir / "metrics").mkdir()
+    updates = {
+        ENV_RUN_DIR: str(run_dir),
+        ENV_PARENT_PID: str(os.getpid()),
+        ENV_LOG_LEVEL: log_level,
+        ENV_METRICS_DIR: str(run_dir / "metrics"),
+        STATUS_FILE_ENV: str(status_file(run_dir)),
+    }
+    saved = {name: os.environ.get(name) for name in [*updates, "RAGQA_LLM_BASE_URL"]}
+    os.environ.update(updates)
+    try:
+        yield run_dir
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def status_file(run_dir: Path) -> Path:
+    return run_dir / "llm-status.json"
+
+
+class WorkerHeaderMiddleware:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.header = (WORKER_HEADER, str(os.getpid()).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def _parent_gone() -> bool:
+    parent = int(os.environ.get(ENV_PARENT_PID) or 0)
+    return bool(parent) and os.getppid() != parent
+
+
+def create_worker_app() -> FastAPI:
+    """One worker's app (uvicorn calls this in each worker process)."""
+    from app.api.logs import configure_logging
+    from app.api.main import create_app
+    from app.core.config import get_settings
+    from app.llm.embedded import die_with_parent
+
+    # SIGTERM (uvicorn's graceful shutdown) when the parent dies, even by SIGKILL.
+    die_with_parent(signal.SIGTERM)
+    if _parent_gone():  # it died while this worker was starting, before the line above
+        raise SystemExit("ragqa serve: the parent process is gone")
+    settings = get_settings()
+    configure_logging(os.environ.get(ENV_LOG_LEVEL, "info"), settings.log_format)
+    app = create_app(settings)
+    app.add_middleware(WorkerHeaderMiddleware)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with inner(app) as state:
+            yield state
+        metrics_dir = os.environ.get(ENV_METRICS_DIR)
+        if metrics_dir:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), metrics_dir)
+        run_dir = os.environ.get(ENV_RUN_DIR)
+        if run_dir and _parent_gone():  # the parent cannot clean up any more
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    app.router.lifespan_context = lifespan
+    return app
