@@ -94,7 +94,11 @@ class RunningServer:
 
 
 def start_server(
-    index_dir: Path, log: Path, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    index_dir: Path,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 120,
 ) -> RunningServer:
     port = free_loopback_port()
     # The embedded LLM unless extra_env names a server (RAGQA_LLM_BASE_URL).
@@ -108,7 +112,7 @@ def start_server(
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ragqa serve exited early:\n{log.read_text()}")

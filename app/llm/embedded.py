@@ -230,7 +230,10 @@ class EmbeddedLLMServer:
                     "the embedded LLM server (pid %s) exited with %s; restarting in %.0f s",
                     process.pid, process.returncode, backoff,
                 )  # fmt: skip
-                self.state = "restarting"
+                # Once failed, stay failed (/healthz 503) until a restart succeeds: the state
+                # must not flap back to restarting between attempts.
+                if self.state != "failed":
+                    self.state = "restarting"
                 self.publish_status()
                 if self._stopping.wait(backoff):
                     break
