@@ -6,14 +6,16 @@ RAGQA_LLM_BASE_URL; the workers inherit the parent's environment (they are spawn
 forked). The parent also makes a temporary run folder for the workers: PROMETHEUS_MULTIPROC_DIR
 (so /metrics sums over every worker) and the embedded LLM's status file (so every worker's
 /readyz and /healthz report the supervisor's state). The folder goes when the parent exits; if
-the parent is killed outright, its workers are signalled (PR_SET_PDEATHSIG) and the last one out
-removes it.
+the parent is killed outright, its workers are signalled (PR_SET_PDEATHSIG) and remove it as
+they exit; a folder still left (the parent was killed while its workers were starting) is
+removed by the next `ragqa serve --workers`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 # The import string uvicorn starts each worker from.
 WORKER_APP = "app.api.workers:create_worker_app"
 ENV_RUN_DIR = "RAGQA_SERVE_RUN_DIR"
+RUN_DIR_PREFIX = "ragqa-serve-"  # then the parent's pid
 ENV_PARENT_PID = "RAGQA_SERVE_PARENT_PID"
 ENV_LOG_LEVEL = "RAGQA_SERVE_LOG_LEVEL"
 ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -43,7 +46,8 @@ def worker_environment(log_level: str) -> Iterator[Path]:
     once the embedded LLM is up)."""
     from app.llm.embedded import STATUS_FILE_ENV
 
-    run_dir = Path(tempfile.mkdtemp(prefix="ragqa-serve-"))
+    remove_stale_run_dirs()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-"))
     (run_dir / "metrics").mkdir()
     updates = {
         ENV_RUN_DIR: str(run_dir),
@@ -63,6 +67,25 @@ def worker_environment(log_level: str) -> Iterator[Path]:
             else:
                 os.environ[name] = value
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def remove_stale_run_dirs() -> None:
+    """The run folders of parents that are gone: a parent killed while its workers were still
+    starting leaves its folder behind (no worker had got as far as cleaning up)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*-*"):
+        match = re.match(rf"{RUN_DIR_PREFIX}(\d+)-", folder.name)
+        if match and folder.is_dir() and not _pid_alive(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def status_file(run_dir: Path) -> Path:

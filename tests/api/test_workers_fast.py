@@ -69,6 +69,19 @@ def test_worker_environment_is_set_for_the_workers_and_undone(monkeypatch):
     assert os.environ["RAGQA_LLM_BASE_URL"] == "http://given:1/v1"
 
 
+def test_run_dirs_of_dead_parents_are_removed():
+    import tempfile
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tempfile.mkdtemp(prefix=f"{workers.RUN_DIR_PREFIX}{int(dead.stdout)}-")
+    live = tempfile.mkdtemp(prefix=f"{workers.RUN_DIR_PREFIX}{os.getpid()}-")
+    try:
+        workers.remove_stale_run_dirs()
+        assert not os.path.exists(stale) and os.path.isdir(live)
+    finally:
+        os.rmdir(live)
+
+
 def test_worker_header_names_the_process():
     app = FastAPI()
 
