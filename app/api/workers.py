@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +36,10 @@ RUN_DIR_PREFIX = "ragqa-serve-"  # then the parent's pid
 ENV_PARENT_PID = "RAGQA_SERVE_PARENT_PID"
 ENV_LOG_LEVEL = "RAGQA_SERVE_LOG_LEVEL"
 ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# uvicorn pings each worker and replaces one that does not answer in time (default 5 s). A
+# worker importing torch on a loaded 2-core machine can hold its interpreter that long, and was
+# then killed and restarted over and over, never getting to serve: 60 s.
+WORKER_HEALTHCHECK_TIMEOUT_S = 60
 # Every reply of a worker names it (its pid): which worker answered, for logs and tests.
 WORKER_HEADER = b"x-ragqa-worker"
 
@@ -86,6 +91,26 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+def run_workers(workers: int, **options: Any) -> bool:
+    """uvicorn.run(WORKER_APP, factory=True, workers=N) as uvicorn itself runs it, keeping hold
+    of its supervisor: True when a worker failed to start (uvicorn then stops them all, and
+    `ragqa serve` exits non-zero, as uvicorn.run does with one process)."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        WORKER_APP, factory=True, workers=workers, timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S, **options
+    )
+    sock = config.bind_socket()  # exits 1, with uvicorn's message, when the port is taken
+    try:
+        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor.run()
+    finally:
+        sock.close()
+    return any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
 
 
 def status_file(run_dir: Path) -> Path:

@@ -33,7 +33,7 @@ def serve(
 
     from app.api.logs import configure_logging
     from app.api.main import create_app
-    from app.api.workers import WORKER_APP, status_file, worker_environment
+    from app.api.workers import run_workers, status_file, worker_environment
     from app.llm.embedded import EmbeddedLLMError
     from app.wiring import running_llm
 
@@ -71,7 +71,9 @@ def serve(
                 if embedded:
                     err.print(f"embedded LLM ready at {ready.llm_base_url}, shared by {workers} workers")
                     os.environ["RAGQA_LLM_BASE_URL"] = str(ready.llm_base_url)
-                uvicorn.run(WORKER_APP, factory=True, workers=workers, **options)  # type: ignore[arg-type]
+                if run_workers(workers, **options):
+                    err.print("[red]a worker failed to start[/red] (its error is logged above)")
+                    raise typer.Exit(3)
     except EmbeddedLLMError as exc:
         err.print(f"[red]cannot start the embedded LLM:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc

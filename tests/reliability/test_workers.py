@@ -213,3 +213,36 @@ def test_nothing_outlives_the_parent(sig, sample_index, tmp_path):
     finally:
         if server.process.poll() is None:
             server.process.kill()
+
+
+def test_a_worker_that_cannot_start_stops_the_serve_with_an_error(tmp_path):
+    """A worker whose app cannot start (here: no such embedding model): uvicorn stops the
+    others, and `ragqa serve` exits 3, as it does with one process; nothing is left behind."""
+    import subprocess
+
+    from app.llm.embedded import free_loopback_port
+    from tests.conftest import RAGQA
+
+    env = {**os.environ, "RAGQA_INDEX_DIR": str(tmp_path / "indexes"), "RAGQA_LLM_BASE_URL": dead_llm_url(),
+           "RAGQA_EMBEDDING_MODEL": str(tmp_path / "no-such-model")}  # fmt: skip
+    log = tmp_path / "serve.log"
+    process = subprocess.Popen(
+        [str(RAGQA), "serve", "--port", str(free_loopback_port()), "--workers", "2"],
+        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert process.wait(timeout=300) == 3, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "a worker failed to start" in log.read_text()
+    # its workers (wherever they were reparented) carry the parent's pid in their environment
+    mark = f"RAGQA_SERVE_PARENT_PID={process.pid}".encode()
+    left = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark in environ.read_bytes().split(b"\0") and is_running(int(environ.parent.name)):
+                left.append(int(environ.parent.name))
+        except OSError:
+            continue
+    assert not left
