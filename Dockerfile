@@ -44,7 +44,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
-    RAGQA_INDEX_DIR=/srv/ragqa/indexes
+    RAGQA_INDEX_DIR=/srv/ragqa/indexes \
+    RAGQA_WORKERS=2
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
@@ -58,4 +59,5 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
+# RAGQA_WORKERS (above: 2) worker processes on port 8000, sharing one embedded LLM when there is one.
 CMD ["ragqa", "serve", "--host", "0.0.0.0", "--port", "8000"]

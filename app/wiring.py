@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.core.config import Settings
@@ -160,14 +161,18 @@ def build_services(
 
 
 @contextmanager
-def running_llm(settings: Settings, *, needed: bool = True) -> Iterator[Settings]:
+def running_llm(
+    settings: Settings, *, needed: bool = True, status_file: Path | None = None
+) -> Iterator[Settings]:
     """The settings with an LLM to talk to: RAGQA_LLM_BASE_URL as given, or the embedded
     llama.cpp server started now and stopped on exit. ``ragqa serve`` and ``ragqa eval`` both
-    start it here. ``needed`` False: nothing will call the LLM, so none is started."""
+    start it here. ``needed`` False: nothing will call the LLM, so none is started.
+    ``status_file``: where the embedded server's supervisor publishes its status (the workers
+    of `ragqa serve --workers N` read it)."""
     if not needed:
         yield settings.model_copy(update={"llm_base_url": settings.llm_base_url or UNUSED_LLM_URL})
         return
     from app.llm.embedded import llm_for
 
-    with llm_for(settings) as ready:
+    with llm_for(settings, status_file=status_file) as ready:
         yield ready

@@ -28,15 +28,19 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 180) -
     raise SystemExit(f"{url} did not come up in {timeout_s}s")
 
 
-def start_ragqa_serve(env: dict[str, str], log: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+def start_ragqa_serve(
+    env: dict[str, str], log: Path, port: int | None = None, workers: int | None = None
+) -> tuple[subprocess.Popen, str]:
     """`ragqa serve` with ``env`` (RAGQA_* settings), output to ``log``; returns it and its URL.
+    ``workers``: `--workers`, else RAGQA_WORKERS (1).
 
     Set RAGQA_LLM_BASE_URL in ``env``, or it starts the embedded LLM first. Does not wait:
     call ``wait_until_up(f"{url}/healthz", process)``.
     """
     port = port or free_loopback_port()
     process = subprocess.Popen(
-        [str(BIN / "ragqa"), "serve", "--port", str(port), "--log-level", "warning"],
+        [str(BIN / "ragqa"), "serve", "--port", str(port), "--log-level", "warning",
+         *(["--workers", str(workers)] if workers else [])],
         env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     return process, f"http://127.0.0.1:{port}"

@@ -1,11 +1,15 @@
 """Throughput under 64 concurrent clients: ragqa's /v1/ask against the LLM server it calls, alone.
 
-    python bench/concurrency.py [--clients 64] [--duration 20] [--delay-ms 200]
+    python bench/concurrency.py [--clients 64] [--duration 20] [--delay-ms 200] [--workers 1 2]
 
 Starts bench/fixed_latency_llm.py (every completion takes a fixed 200 ms), ingests the sample
-documents into a temporary collection, starts `ragqa serve` in front of that LLM, and drives
-each with the same number of closed-loop clients for the same time. Reports requests/s of
-both and the ratio ragqa / direct. Prints one JSON line, then a short table.
+documents into a temporary collection, starts `ragqa serve --workers W` in front of that LLM
+(once per W given, one after the other), and drives each with the same number of closed-loop
+clients for the same time. Reports requests/s of each, the ratio ragqa / direct, and ragqa's
+own CPU per request: the CPU time of the serving processes (`ragqa serve` and its workers;
+not the LLM server, not the clients) over the run, divided by the requests answered. Prints
+one JSON line, then a short table. The top-level "ragqa" and "ratio_ragqa_over_direct" are
+those of the best W.
 """
 
 from __future__ import annotations
@@ -68,21 +72,92 @@ async def drive(url: str, make_body, clients: int, duration_s: float) -> dict:
     }
 
 
+def wait_for_workers(base_url: str, workers: int, timeout_s: float = 300) -> None:
+    """Until each of the ``workers`` has answered (X-Ragqa-Worker names it): a worker that is
+    still loading the embedding model takes no connections."""
+    if workers == 1:
+        return
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+
+    async def batch() -> None:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            replies = await asyncio.gather(*(client.get(f"{base_url}/healthz") for _ in range(8)), return_exceptions=True)
+        seen.update(r.headers.get("x-ragqa-worker", "") for r in replies if isinstance(r, httpx.Response))
+
+    while len(seen - {""}) < workers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(seen)} of {workers} workers answered in {timeout_s:.0f}s")
+        asyncio.run(batch())
+        time.sleep(0.2)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its living descendants: psutil if installed, else /proc."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            root = psutil.Process(pid)
+            total = 0.0
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+                except psutil.Error:
+                    continue
+            return total
+        except psutil.Error:
+            return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per side")
     parser.add_argument("--delay-ms", type=float, default=200.0)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="ragqa serve --workers; several: one run each")
     args = parser.parse_args()
+    if min(args.workers) < 1:
+        parser.error("--workers must be at least 1")
 
     work = Path(tempfile.mkdtemp(prefix="ragqa-bench-concurrency-"))
-    llm_port, api_port = free_loopback_port(), free_loopback_port()
+    llm_port = free_loopback_port()
     llm = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "fixed_latency_llm.py"), "--port", str(llm_port),
          "--delay-ms", str(args.delay_ms)],
         stdout=(work / "llm.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     api = None
+    runs: list[dict] = []
     try:
         env = {**os.environ, "RAGQA_INDEX_DIR": str(work / "indexes"),
                "RAGQA_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1", "RAGQA_LLM_MODEL": "fixed-latency"}  # fmt: skip
@@ -90,9 +165,7 @@ def main() -> None:
             [str(BIN / "ragqa"), "ingest", str(REPO / "samples" / "ragqa-docs"), "--collection", "bench", "--json"],
             env=env, check=True, capture_output=True,
         )  # fmt: skip
-        api, _ = start_ragqa_serve(env, work / "api.log", api_port)
         wait_until_up(f"http://127.0.0.1:{llm_port}/v1/models", llm)
-        wait_until_up(f"http://127.0.0.1:{api_port}/healthz", api)
 
         def direct_body(i: int) -> dict:
             return {"model": "fixed-latency", "messages": [{"role": "user", "content": QUESTIONS[i % 4]}], "max_tokens": 16}
@@ -100,30 +173,50 @@ def main() -> None:
         def ask_body(i: int) -> dict:
             return {"question": QUESTIONS[i % 4], "collection": "bench", "max_tokens": 16}
 
-        # one warm-up ask: the first one loads the collection
-        httpx.post(f"http://127.0.0.1:{api_port}/v1/ask", json=ask_body(0), timeout=120).raise_for_status()
         direct = asyncio.run(drive(f"http://127.0.0.1:{llm_port}/v1/chat/completions", direct_body, args.clients, args.duration))
-        ragqa = asyncio.run(drive(f"http://127.0.0.1:{api_port}/v1/ask", ask_body, args.clients, args.duration))
+        for workers in args.workers:
+            api_port = free_loopback_port()
+            api, _ = start_ragqa_serve(env, work / f"api-{workers}.log", api_port, workers=workers)
+            wait_until_up(f"http://127.0.0.1:{api_port}/healthz", api)
+            wait_for_workers(f"http://127.0.0.1:{api_port}", workers)
+            url = f"http://127.0.0.1:{api_port}/v1/ask"
+            # warm-up: concurrent asks, so that every worker has loaded the collection
+            warm = asyncio.run(drive(url, ask_body, 4 * workers, 2.0))
+            if not warm["requests"]:
+                raise SystemExit(f"ragqa --workers {workers} answered no warm-up ask:\n{(work / f'api-{workers}.log').read_text()[-2000:]}")
+            cpu_before = cpu_seconds(api.pid)
+            ragqa = asyncio.run(drive(url, ask_body, args.clients, args.duration))
+            cpu_s = cpu_seconds(api.pid) - cpu_before
+            ragqa["cpu_s"] = round(cpu_s, 2)
+            ragqa["cpu_ms_per_request"] = round(1000 * cpu_s / ragqa["requests"], 1) if ragqa["requests"] else None
+            ratio = ragqa["requests_per_s"] / direct["requests_per_s"] if direct["requests_per_s"] else None
+            runs.append({"workers": workers, "ragqa": ragqa, "ratio_ragqa_over_direct": round(ratio, 3) if ratio is not None else None})
+            stop(api)
+            api = None
     finally:
         stop(api, llm)
 
-    ratio = ragqa["requests_per_s"] / direct["requests_per_s"] if direct["requests_per_s"] else None
+    best = max(runs, key=lambda run: run["ragqa"]["requests_per_s"])
     result = {
         "bench": "concurrency",
         "clients": args.clients,
         "duration_s": args.duration,
         "llm_delay_ms": args.delay_ms,
         "direct": direct,
-        "ragqa": ragqa,
-        "ratio_ragqa_over_direct": round(ratio, 3) if ratio is not None else None,
+        "ragqa": best["ragqa"],
+        "ratio_ragqa_over_direct": best["ratio_ragqa_over_direct"],
+        "best_workers": best["workers"],
+        "runs": runs,
         "machine": {"cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
     }
     print(json.dumps(result))
     print()
-    print(f"{'':24} {'req/s':>8} {'p50 ms':>8} {'errors':>7}")
-    for name, side in (("LLM server directly", direct), ("ragqa /v1/ask", ragqa)):
-        print(f"{name:24} {side['requests_per_s']:8.2f} {side['p50_ms'] or 0:8.1f} {side['errors']:7d}")
-    print(f"{'ratio ragqa / direct':24} {ratio or 0:8.3f}")
+    print(f"{'':24} {'req/s':>8} {'p50 ms':>8} {'errors':>7} {'ratio':>7} {'CPU ms/req':>10}")
+    print(f"{'LLM server directly':24} {direct['requests_per_s']:8.2f} {direct['p50_ms'] or 0:8.1f} {direct['errors']:7d}")
+    for run in runs:
+        side = run["ragqa"]
+        print(f"{'ragqa --workers ' + str(run['workers']):24} {side['requests_per_s']:8.2f} {side['p50_ms'] or 0:8.1f}"
+              f" {side['errors']:7d} {run['ratio_ragqa_over_direct'] or 0:7.3f} {side['cpu_ms_per_request'] or 0:10.1f}")
 
 
 if __name__ == "__main__":

@@ -93,20 +93,26 @@ class RunningServer:
         ]
 
 
-def start_server(index_dir: Path, log: Path, extra_env: dict[str, str] | None = None) -> RunningServer:
+def start_server(
+    index_dir: Path,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 120,
+) -> RunningServer:
     port = free_loopback_port()
     # The embedded LLM unless extra_env names a server (RAGQA_LLM_BASE_URL).
     env = {k: v for k, v in os.environ.items() if k != "RAGQA_LLM_BASE_URL"}
     # A generous answer timeout: a 2-core CI machine under load decodes slowly.
     env.update({"RAGQA_INDEX_DIR": str(index_dir), "RAGQA_LLM_TIMEOUT_S": "600", **(extra_env or {})})
     process = subprocess.Popen(
-        [str(RAGQA), "serve", "--port", str(port), "--log-level", "warning"],
+        [str(RAGQA), "serve", "--port", str(port), "--log-level", "warning", *args],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ragqa serve exited early:\n{log.read_text()}")

@@ -82,6 +82,11 @@ def test_api_talks_to_vllm_and_waits_for_it(compose):
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
 
 
+def test_api_runs_several_workers(compose, dockerfile):
+    assert compose["services"]["api"]["environment"]["RAGQA_WORKERS"] == "${RAGQA_WORKERS:-2}"
+    assert re.search(r"^\s+RAGQA_WORKERS=2$", dockerfile, re.MULTILINE)
+
+
 def test_ingest_is_one_shot(compose):
     ingest = compose["services"]["ingest"]
     assert ingest["restart"] == "no"

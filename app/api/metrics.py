@@ -1,8 +1,18 @@
-"""Prometheus metrics: one registry for the process, scraped at ``GET /metrics``."""
+"""Prometheus metrics: one registry for the process, scraped at ``GET /metrics``.
+
+Under `ragqa serve --workers N` the parent sets PROMETHEUS_MULTIPROC_DIR before the workers
+start: prometheus_client then keeps each worker's values in files there, and a scrape, whichever
+worker answers it, sums them over every worker, dead ones included (a counter never goes down).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import glob
+import os
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from app.llm.client import LLMError, LLMTimeout, LLMUnavailable
 from app.rag.pipeline import AskResult
@@ -52,6 +62,13 @@ COLLECTION_CHUNKS = Gauge(
     "ragqa_collection_chunks", "Chunks in each collection's live version", ["collection"],
     registry=REGISTRY,
 )  # fmt: skip
+# Live worker processes; 1 without --workers. A worker that exits is marked dead (its file
+# removed) at the next scrape, so the sum counts the live ones only.
+WORKERS = Gauge(
+    "ragqa_workers", "API worker processes serving this port", multiprocess_mode="livesum",
+    registry=REGISTRY,
+)  # fmt: skip
+WORKERS.set(1)
 
 
 # Every series exists from the start, at zero, so dashboards and alerts see it before the first event.
@@ -90,3 +107,60 @@ def set_collection_chunks(counts: dict[str, int]) -> None:
     COLLECTION_CHUNKS.clear()
     for name, chunks in counts.items():
         COLLECTION_CHUNKS.labels(name).set(chunks)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class _CollectionChunks:
+    """ragqa_collection_chunks as read at scrape time (multiprocess mode: a gauge kept in the
+    workers' files would go on naming a collection deleted since)."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.counts = counts
+
+    def collect(self):
+        family = GaugeMetricFamily(COLLECTION_CHUNKS._name, COLLECTION_CHUNKS._documentation, labels=["collection"])
+        for name, chunks in self.counts.items():
+            family.add_metric([name], chunks)
+        yield family
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_dead_workers(path: str) -> list[int]:
+    """Mark the workers whose pid is gone as dead (their live gauges stop counting)."""
+    from prometheus_client import multiprocess
+
+    dead = []
+    for file in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+        match = re.search(r"_(\d+)\.db$", file)
+        if match and not _pid_alive(pid := int(match[1])):
+            multiprocess.mark_process_dead(pid, path)
+            dead.append(pid)
+    return dead
+
+
+def exposition(counts: dict[str, int]) -> bytes:
+    """The text format of every metric, with ``counts`` as the chunks per collection: this
+    process's registry, or under --workers the sum over every worker's files."""
+    path = multiprocess_dir()
+    if path is None:
+        set_collection_chunks(counts)
+        return generate_latest(REGISTRY)
+    from prometheus_client import multiprocess
+
+    mark_dead_workers(path)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path)
+    registry.register(_CollectionChunks(counts))
+    return generate_latest(registry)

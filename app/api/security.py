@@ -1,6 +1,7 @@
 """API keys and per-key rate limits for the /v1 routes, as one ASGI middleware.
 
-Rate limiting is the `limits` library's moving window, in memory: one process, one budget.
+Rate limiting is the `limits` library's moving window, in memory: one process, one budget (so
+with `ragqa serve --workers N` each worker has its own, README).
 /healthz, /readyz and the web page stay open; /metrics too, unless RAGQA_METRICS_REQUIRE_KEY
 (its series name collections).
 """

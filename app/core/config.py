@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     # Comma-separated origins allowed by CORS ("*" for any); empty: no CORS headers.
     cors_origins: Annotated[list[str], NoDecode] = []
     metrics_enabled: bool = True
+    # `ragqa serve`: worker processes on one port (uvicorn's own); the embedded LLM is shared.
+    workers: int = Field(1, ge=1)
     # With API keys set, /metrics needs one too (its series name the collections).
     metrics_require_key: bool = False
     log_format: str = Field("json", pattern="^(json|text)$")

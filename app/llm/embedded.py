@@ -7,13 +7,16 @@ even when the parent is killed outright.
 While `ragqa serve` runs, a supervisor thread watches the child: if it dies (a crash, the OOM
 killer, kill -9) it is reaped at once and started again on the same port, after a backoff
 that doubles from 1 s to 30 s while restarts keep failing. ``supervisor_status()`` is what
-/readyz and /healthz report (docs/reliability.md).
+/readyz and /healthz report (docs/reliability.md). With `ragqa serve --workers N` the parent
+runs the server and its supervisor; it writes the status to a file named by
+RAGQA_EMBEDDED_LLM_STATUS_FILE, which the workers' ``supervisor_status()`` reads.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -60,11 +63,17 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Linux: this process gets ``sig`` when the thread that started it exits (PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    PR_SET_PDEATHSIG = 1
     # SIGKILL, not SIGTERM: with a generation in flight, uvicorn's graceful shutdown waits for
     # it forever once the parent that asked is gone (seen with `ragqa eval` killed mid-answer).
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)
 
 
 # Backoff between restarts of a dead child: 1 s, 2 s, 4 s ... at most 30 s.
@@ -72,12 +81,23 @@ RESTART_BACKOFF_S = (1.0, 30.0)
 # Consecutive failed restarts after which the supervisor reports "failed" (/healthz: 503).
 RESTART_FAILURES_BEFORE_FAILED = 5
 _supervised: EmbeddedLLMServer | None = None
+# Set by `ragqa serve --workers N` for its workers: where the parent publishes the status.
+STATUS_FILE_ENV = "RAGQA_EMBEDDED_LLM_STATUS_FILE"
 
 
 def supervisor_status() -> dict | None:
-    """The supervised embedded LLM's state, or None when the LLM is not ours to supervise."""
+    """The supervised embedded LLM's state, or None when the LLM is not ours to supervise.
+    In a worker of `ragqa serve --workers N`: the state the parent last published."""
     server = _supervised
-    return server.status() if server is not None else None
+    if server is not None:
+        return server.status()
+    path = os.environ.get(STATUS_FILE_ENV)
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 class EmbeddedLLMServer:
@@ -89,6 +109,7 @@ class EmbeddedLLMServer:
         n_ctx: int,
         start_timeout_s: float = 60.0,
         port: int | None = None,
+        status_file: Path | None = None,
     ):
         self.model_path = model_path or bundled_gguf()
         self.alias = alias
@@ -103,6 +124,9 @@ class EmbeddedLLMServer:
         self.restarts = 0
         self.failed_restarts = 0
         self.last_exit: dict | None = None  # {"returncode", "at", "pid"} of the last death
+        # Where status() is published for other processes (the workers of `ragqa serve`).
+        self.status_file = status_file
+        self._published: dict | None = None
 
     @property
     def base_url(self) -> str:
@@ -185,6 +209,7 @@ class EmbeddedLLMServer:
         as the server object is not stopped."""
         global _supervised
         self.state = "running"
+        self.publish_status()
         self._supervisor = threading.Thread(
             target=self._watch, args=(poll_s,), name="ragqa-llm-supervisor", daemon=True
         )
@@ -196,6 +221,7 @@ class EmbeddedLLMServer:
         backoff = RESTART_BACKOFF_S[0]
         try:
             while not self._stopping.wait(poll_s):
+                self.publish_status()
                 process = self.process
                 if process is None or process.poll() is None:  # poll() reaps a dead child
                     continue
@@ -204,7 +230,11 @@ class EmbeddedLLMServer:
                     "the embedded LLM server (pid %s) exited with %s; restarting in %.0f s",
                     process.pid, process.returncode, backoff,
                 )  # fmt: skip
-                self.state = "restarting"
+                # Once failed, stay failed (/healthz 503) until a restart succeeds: the state
+                # must not flap back to restarting between attempts.
+                if self.state != "failed":
+                    self.state = "restarting"
+                self.publish_status()
                 if self._stopping.wait(backoff):
                     break
                 try:
@@ -226,6 +256,21 @@ class EmbeddedLLMServer:
         finally:
             if _supervised is self:
                 _supervised = None
+
+    def publish_status(self) -> None:
+        """Write status() to ``status_file`` (atomically) when it changed; no file, nothing."""
+        if self.status_file is None:
+            return
+        status = self.status()
+        if status == self._published:
+            return
+        tmp = self.status_file.with_name(self.status_file.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(status))
+            os.replace(tmp, self.status_file)
+            self._published = status
+        except OSError as exc:
+            log.warning("cannot publish the embedded LLM's status to %s: %s", self.status_file, exc)
 
     def status(self) -> dict:
         process = self.process
@@ -256,9 +301,10 @@ class EmbeddedLLMServer:
 
 
 @contextmanager
-def llm_for(settings: Settings) -> Iterator[Settings]:
+def llm_for(settings: Settings, *, status_file: Path | None = None) -> Iterator[Settings]:
     """The settings with an LLM to talk to: as given, or with a freshly started embedded server
-    when RAGQA_LLM_BASE_URL is unset (stopped again on exit)."""
+    when RAGQA_LLM_BASE_URL is unset (stopped again on exit). ``status_file``: where the
+    supervisor publishes the server's status for other processes."""
     if settings.llm_base_url is not None:
         yield settings
         return
@@ -267,6 +313,7 @@ def llm_for(settings: Settings) -> Iterator[Settings]:
         alias=settings.llm_model,
         n_ctx=settings.llm_context_window,
         start_timeout_s=settings.embedded_llm_start_timeout_s,
+        status_file=status_file,
     ) as server:
         server.supervise()
         yield settings.model_copy(update={"llm_base_url": server.base_url})

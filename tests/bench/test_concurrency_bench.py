@@ -60,7 +60,7 @@ def test_fixed_latency_server_speaks_openai_chat_and_waits_concurrently(fixed_la
 @pytest.mark.slow
 def test_concurrency_bench_smoke():
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "concurrency.py"), "--clients", "8", "--duration", "2"],
+        [sys.executable, str(REPO / "bench" / "concurrency.py"), "--clients", "8", "--duration", "2", "--workers", "1", "2"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -73,4 +73,8 @@ def test_concurrency_bench_smoke():
     assert result["ratio_ragqa_over_direct"] == pytest.approx(
         ragqa["requests_per_s"] / direct["requests_per_s"], rel=0.01
     )
-    assert "ratio ragqa / direct" in done.stdout
+    assert [run["workers"] for run in result["runs"]] == [1, 2]
+    for run in result["runs"]:
+        assert run["ragqa"]["errors"] == 0 and run["ragqa"]["cpu_ms_per_request"] > 0
+    assert result["best_workers"] in (1, 2)
+    assert "ragqa --workers 2" in done.stdout

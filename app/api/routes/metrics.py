@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from app.api import metrics
@@ -24,5 +24,5 @@ async def prometheus_metrics(services: ServicesDep) -> Response:
                 continue  # a broken collection shows in /readyz, not here
         return counts
 
-    metrics.set_collection_chunks(await run_in_threadpool(chunk_counts))
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    counts = await run_in_threadpool(chunk_counts)
+    return Response(await run_in_threadpool(metrics.exposition, counts), media_type=CONTENT_TYPE_LATEST)
