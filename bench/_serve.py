@@ -39,10 +39,19 @@ def start_ragqa_serve(
     """
     port = port or free_loopback_port()
     process = subprocess.Popen(
-        [str(BIN / "ragqa"), "serve", "--port", str(port), "--log-level", "warning",
-         *(["--workers", str(workers)] if workers else [])],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            str(BIN / "ragqa"),
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *(["--workers", str(workers)] if workers else []),
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     return process, f"http://127.0.0.1:{port}"
 
 

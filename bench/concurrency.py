@@ -152,19 +152,39 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ragqa-bench-concurrency-"))
     llm_port = free_loopback_port()
     llm = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "fixed_latency_llm.py"), "--port", str(llm_port),
-         "--delay-ms", str(args.delay_ms)],
-        stdout=(work / "llm.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "bench" / "fixed_latency_llm.py"),
+            "--port",
+            str(llm_port),
+            "--delay-ms",
+            str(args.delay_ms),
+        ],
+        stdout=(work / "llm.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     api = None
     runs: list[dict] = []
     try:
-        env = {**os.environ, "RAGQA_INDEX_DIR": str(work / "indexes"),
-               "RAGQA_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1", "RAGQA_LLM_MODEL": "fixed-latency"}  # fmt: skip
+        env = {
+            **os.environ,
+            "RAGQA_INDEX_DIR": str(work / "indexes"),
+            "RAGQA_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+            "RAGQA_LLM_MODEL": "fixed-latency",
+        }
         subprocess.run(
-            [str(BIN / "ragqa"), "ingest", str(REPO / "samples" / "ragqa-docs"), "--collection", "bench", "--json"],
-            env=env, check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                str(BIN / "ragqa"),
+                "ingest",
+                str(REPO / "samples" / "ragqa-docs"),
+                "--collection",
+                "bench",
+                "--json",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         wait_until_up(f"http://127.0.0.1:{llm_port}/v1/models", llm)
 
         def direct_body(i: int) -> dict:

@@ -122,9 +122,13 @@ def measure(size: int, base: CollectionIndex, questions: list[str], args, settin
         write_s = time.perf_counter() - started
         del collection
 
-        env = {**os.environ, "RAGQA_INDEX_DIR": str(store.root),
-               "RAGQA_LLM_BASE_URL": f"http://127.0.0.1:{free_loopback_port()}/v1",  # nothing listens
-               "RAGQA_API_KEYS": "", "RAGQA_RATE_LIMIT": ""}  # fmt: skip
+        env = {
+            **os.environ,
+            "RAGQA_INDEX_DIR": str(store.root),
+            "RAGQA_LLM_BASE_URL": f"http://127.0.0.1:{free_loopback_port()}/v1",  # nothing listens
+            "RAGQA_API_KEYS": "",
+            "RAGQA_RATE_LIMIT": "",
+        }
         api, url = start_ragqa_serve(env, work / "serve.log")
         wait_until_up(f"{url}/healthz", api)
 
@@ -200,9 +204,10 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.02, help="std. dev. per dimension added to each copy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--threads", type=int,
+        "--threads",
+        type=int,
         help="OpenMP threads of torch and FAISS on both sides; default: theirs (one per core), as the service runs",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the server reads it at start-up

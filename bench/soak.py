@@ -48,8 +48,15 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-async def client_loop(http: httpx.AsyncClient, routes: list[str], collection: str, deadline: float,
-                      latencies: list[float], errors: dict[str, int], n: int) -> None:  # fmt: skip
+async def client_loop(
+    http: httpx.AsyncClient,
+    routes: list[str],
+    collection: str,
+    deadline: float,
+    latencies: list[float],
+    errors: dict[str, int],
+    n: int,
+) -> None:
     i = n
     while time.monotonic() < deadline:
         route = routes[i % len(routes)]

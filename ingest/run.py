@@ -105,9 +105,15 @@ def _text_key(text: str) -> bytes:
 class _VersionBuilder:
     """A new version being built from a copy of the live one; the live one stays untouched."""
 
-    def __init__(self, current: CollectionIndex, embedder: Embedder, splitter: TextSplitter,
-                 summary: IngestSummary, progress: IngestProgress,
-                 on_progress: ProgressCallback | None):  # fmt: skip
+    def __init__(
+        self,
+        current: CollectionIndex,
+        embedder: Embedder,
+        splitter: TextSplitter,
+        summary: IngestSummary,
+        progress: IngestProgress,
+        on_progress: ProgressCallback | None,
+    ):
         self.embedder = embedder
         self.splitter = splitter
         self.summary = summary

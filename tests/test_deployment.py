@@ -114,16 +114,23 @@ def test_dockerfile_builds_offline_capable_image(dockerfile):
 def test_hadolint_passes():
     result = subprocess.run(
         [str(BIN / "hadolint"), "--config", str(REPO / ".hadolint.yaml"), str(REPO / "Dockerfile")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_matches_the_compose_spec():
     result = subprocess.run(
-        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(REPO / "docker-compose.yml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -153,10 +160,19 @@ def cpu_override() -> dict:
 
 def merged_cpu_config(tmp_path) -> dict:
     result = subprocess.run(
-        [str(BIN / "podman-compose"), "--dry-run", "-f", str(REPO / "docker-compose.yml"),
-         "-f", str(REPO / "compose.cpu.yml"), "config"],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
+        [
+            str(BIN / "podman-compose"),
+            "--dry-run",
+            "-f",
+            str(REPO / "docker-compose.yml"),
+            "-f",
+            str(REPO / "compose.cpu.yml"),
+            "config",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
@@ -186,8 +202,9 @@ def test_merged_cpu_stack_keeps_the_url_and_volumes_and_matches_the_compose_spec
     path.write_text(yaml.safe_dump(merged))
     result = subprocess.run(
         [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -93,9 +93,15 @@ def test_max_tokens_caps_the_answer(squad_server):
 def test_many_passages_are_packed_into_the_context_window(squad_server):
     response = httpx.post(
         f"{squad_server.url}/v1/ask",
-        json={"question": "What did the Normans do?", "collection": "squad", "top_k": 50, "max_tokens": 2048, "mode": "rag"},
+        json={
+            "question": "What did the Normans do?",
+            "collection": "squad",
+            "top_k": 50,
+            "max_tokens": 2048,
+            "mode": "rag",
+        },
         timeout=300,
-    )  # fmt: skip
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["passages_dropped"] > 0 and len(body["sources"]) + body["passages_dropped"] == 50

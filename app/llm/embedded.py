@@ -134,17 +134,26 @@ class EmbeddedLLMServer:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model_path),
-            "--model_alias", self.alias,
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(os.cpu_count() or 1),
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model_path),
+            "--model_alias",
+            self.alias,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(os.cpu_count() or 1),
             # The server's default (True) cuts a running stream short whenever another request
             # arrives, and the stream then ends without a finish reason: requests queue instead.
-            "--interrupt_requests", "False",
-        ]  # fmt: skip
+            "--interrupt_requests",
+            "False",
+        ]
 
     def start(self) -> str:
         log.info("starting the embedded LLM server on %s", self.base_url)
@@ -228,8 +237,10 @@ class EmbeddedLLMServer:
                 self.last_exit = {"returncode": process.returncode, "pid": process.pid, "at": time.time()}
                 log.error(
                     "the embedded LLM server (pid %s) exited with %s; restarting in %.0f s",
-                    process.pid, process.returncode, backoff,
-                )  # fmt: skip
+                    process.pid,
+                    process.returncode,
+                    backoff,
+                )
                 # Once failed, stay failed (/healthz 503) until a restart succeeds: the state
                 # must not flap back to restarting between attempts.
                 if self.state != "failed":

@@ -99,8 +99,9 @@ def test_workers_read_the_status_the_parent_publishes(tmp_path, monkeypatch):
     monkeypatch.setattr(embedded, "_supervised", None)
     monkeypatch.setenv(embedded.STATUS_FILE_ENV, str(status_file))
     assert embedded.supervisor_status() is None  # nothing published yet
-    server = embedded.EmbeddedLLMServer(model_path=tmp_path / "m.gguf", alias="a", n_ctx=512, port=1,
-                                        status_file=status_file)  # fmt: skip
+    server = embedded.EmbeddedLLMServer(
+        model_path=tmp_path / "m.gguf", alias="a", n_ctx=512, port=1, status_file=status_file
+    )
     server.state = "restarting"
     server.last_exit = {"returncode": -9, "pid": 4, "at": 0.0}
     server.publish_status()
@@ -130,8 +131,9 @@ def test_metrics_sum_over_worker_processes_and_dead_workers_are_marked(tmp_path)
     """Three forked processes write their values into PROMETHEUS_MULTIPROC_DIR, as workers do,
     and exit; their parent scrapes: counters are summed, dead workers leave ragqa_workers."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", WORKERS_THEN_SCRAPE], env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", WORKERS_THEN_SCRAPE], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "livesum files before: 4" in text

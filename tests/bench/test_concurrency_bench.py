@@ -60,9 +60,21 @@ def test_fixed_latency_server_speaks_openai_chat_and_waits_concurrently(fixed_la
 @pytest.mark.slow
 def test_concurrency_bench_smoke():
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "concurrency.py"), "--clients", "8", "--duration", "2", "--workers", "1", "2"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "bench" / "concurrency.py"),
+            "--clients",
+            "8",
+            "--duration",
+            "2",
+            "--workers",
+            "1",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.splitlines()[0])
     direct, ragqa = result["direct"], result["ragqa"]

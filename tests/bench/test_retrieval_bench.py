@@ -138,13 +138,23 @@ def test_retrieval_bench_smoke(tmp_path):
     out = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "retrieval.py"), str(data), "--out", str(out)],
-        capture_output=True, text=True, timeout=900, check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
         env={**__import__("os").environ, "RAGQA_BENCH_CACHE": str(tmp_path / "cache")},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text("utf-8"))
-    assert set(report["results"]) == {"ragqa", "langchain-dense", "langchain-bm25", "langchain-hybrid",
-                                      "haystack-dense", "haystack-bm25", "haystack-hybrid"}  # fmt: skip
+    assert set(report["results"]) == {
+        "ragqa",
+        "langchain-dense",
+        "langchain-bm25",
+        "langchain-hybrid",
+        "haystack-dense",
+        "haystack-bm25",
+        "haystack-hybrid",
+    }
     for r in report["results"].values():
         assert r["questions"] == 5 and 0 <= r["passage_hit@5"] <= r["hit@5"] <= 1
     assert "| haystack-hybrid |" in done.stdout

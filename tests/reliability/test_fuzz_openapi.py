@@ -39,9 +39,10 @@ def fake_llm(request: httpx.Request) -> httpx.Response:
     body = json.loads(request.content or b"{}")
     if body.get("stream"):
         return httpx.Response(
-            200, content=sse(chunk("An answer."), chunk(finish="stop")),
+            200,
+            content=sse(chunk("An answer."), chunk(finish="stop")),
             headers={"content-type": "text/event-stream"},
-        )  # fmt: skip
+        )
     return httpx.Response(200, json=completion("An answer."))
 
 
@@ -78,9 +79,12 @@ def fuzz(app, mode: GenerationMode, examples: int) -> tuple[int, list[str]]:
         budget = min(3, examples) if operation.path in SLOW_ROUTES else examples
 
         @settings(
-            max_examples=budget, deadline=None, database=None, derandomize=True,
+            max_examples=budget,
+            deadline=None,
+            database=None,
+            derandomize=True,
             suppress_health_check=list(HealthCheck),
-        )  # fmt: skip
+        )
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case):
             nonlocal cases_run

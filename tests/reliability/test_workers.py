@@ -86,8 +86,11 @@ def two_workers(tmp_path_factory, sample_index, embedder):
 
 def retrieve(server: RunningServer, collection: str):
     def send() -> httpx.Response:
-        return httpx.post(f"{server.url}/v1/retrieve", json={"question": "How many bridges does town 1 have?",
-                          "collection": collection, "top_k": 1}, timeout=60)  # fmt: skip
+        return httpx.post(
+            f"{server.url}/v1/retrieve",
+            json={"question": "How many bridges does town 1 have?", "collection": collection, "top_k": 1},
+            timeout=60,
+        )
 
     return send
 
@@ -111,8 +114,11 @@ def test_a_reingest_is_seen_by_every_worker(two_workers):
 
 def test_a_delete_through_one_worker_is_seen_by_the_other(two_workers):
     pids = workers_of(two_workers)
-    upload = httpx.post(f"{two_workers.url}/v1/collections/doomed/documents",
-                        files=[("files", ("a.txt", b"Town 1 has 3 bridges. " * 20, "text/plain"))], timeout=120)  # fmt: skip
+    upload = httpx.post(
+        f"{two_workers.url}/v1/collections/doomed/documents",
+        files=[("files", ("a.txt", b"Town 1 has 3 bridges. " * 20, "text/plain"))],
+        timeout=120,
+    )
     assert upload.status_code in (200, 201), upload.text
     send = retrieve(two_workers, "doomed")
     assert all(r.status_code == 200 for r in by_worker(send, pids).values())  # loaded in both
@@ -249,13 +255,19 @@ def test_a_worker_that_cannot_start_stops_the_serve_with_an_error(tmp_path):
     from app.llm.embedded import free_loopback_port
     from tests.conftest import RAGQA
 
-    env = {**os.environ, "RAGQA_INDEX_DIR": str(tmp_path / "indexes"), "RAGQA_LLM_BASE_URL": dead_llm_url(),
-           "RAGQA_EMBEDDING_MODEL": str(tmp_path / "no-such-model")}  # fmt: skip
+    env = {
+        **os.environ,
+        "RAGQA_INDEX_DIR": str(tmp_path / "indexes"),
+        "RAGQA_LLM_BASE_URL": dead_llm_url(),
+        "RAGQA_EMBEDDING_MODEL": str(tmp_path / "no-such-model"),
+    }
     log = tmp_path / "serve.log"
     process = subprocess.Popen(
         [str(RAGQA), "serve", "--port", str(free_loopback_port()), "--workers", "2"],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         assert process.wait(timeout=300) == 3, log.read_text()[-3000:]
     finally:
