@@ -32,8 +32,8 @@ import httpx
 from app.core.store import IndexStore
 
 
-def held_lock(index_dir: Path, collection: str) -> tuple[threading.Event, threading.Event]:
-    """Hold ``collection``'s writer lock in a thread until the returned ``release`` is set."""
+def held_lock(index_dir: Path, collection: str) -> threading.Event:
+    """Hold ``collection``'s writer lock in a thread until the returned event is set."""
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -44,7 +44,7 @@ def held_lock(index_dir: Path, collection: str) -> tuple[threading.Event, thread
     threading.Thread(target=hold, daemon=True).start()
     if not held.wait(30):
         raise SystemExit(f"could not take the writer lock of {collection!r} in 30 s")
-    return held, release
+    return release
 
 
 async def retrievals(http: httpx.AsyncClient, collection: str, n: int) -> list[float]:
@@ -85,7 +85,7 @@ async def run(args) -> dict:
         await retrievals(http, args.read, 5)  # warm: the collection is loaded
         await upload(http, args.write, -1)  # the write collection exists before it is locked
         baseline = await retrievals(http, args.read, args.retrievals)
-        _, release = held_lock(Path(args.index_dir), args.write)
+        release = held_lock(Path(args.index_dir), args.write)
         started = time.monotonic()
         uploads = [asyncio.create_task(upload(http, args.write, i)) for i in range(args.uploads)]
         await asyncio.sleep(0.2)  # the uploads are in and waiting
