@@ -6,10 +6,12 @@
 FROM python:3.11-slim-bookworm AS build
 # Set to a CPU-only PyTorch wheel index for a much smaller image.
 ARG PIP_EXTRA_INDEX_URL=""
+# ggml for any x86-64 with AVX2 (GGML_NATIVE=OFF), not for the build host: the image runs elsewhere,
+# and a host's AVX-512 or AMX would crash it on machines without them.
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL} \
-    CMAKE_ARGS="-DLLAVA_BUILD=OFF"
+    CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake git \
     && rm -rf /var/lib/apt/lists/*

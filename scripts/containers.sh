@@ -8,8 +8,9 @@
 # Where no container registry is reachable, python:3.11-slim-bookworm is stood in for by Debian
 # bookworm's own Python 3.11 (debootstrap + podman import), tagged with the official name.
 # This machine's pip settings (CA bundle, find-links with the CPU torch wheel, local package
-# indexes, wheels it already built) reach the build as read-only build volumes, only where they
-# exist; none is baked in. RAGQA_BUILD_FRESH=1 leaves out the built wheels.
+# indexes) reach the build as read-only build volumes, only where they exist; none is baked in.
+# Wheels the host built (llama-cpp-python) are not reused: they are built for the host's CPU, and
+# the image's own is built to run on any x86-64 with AVX2 (Dockerfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -95,25 +96,6 @@ build_image() {
     if [ -n "$find_links" ] && [ -d "$find_links" ]; then
         args+=(-v "$find_links:$find_links:ro")
         printf 'find-links = %s\n' "$find_links" >>"$conf_dir/pip.conf"
-    fi
-    # Wheels this machine already built (llama-cpp-python compiles for 10+ minutes), from pip's
-    # cache, as a second find-links folder. A fresh machine has none and compiles in the build.
-    local cache built
-    cache=$("$PYTHON" -m pip cache dir 2>/dev/null || true)
-    built="$conf_dir/wheels"
-    mkdir -p "$built"
-    if [ -n "$cache" ] && [ -d "$cache/wheels" ]; then
-        find "$cache/wheels" -name 'llama_cpp_python-*-linux_x86_64.whl' -exec cp {} "$built/" \;
-    fi
-    if [ -n "$(ls -A "$built")" ] && [ "${RAGQA_BUILD_FRESH:-0}" != 1 ]; then
-        log "using built wheels from pip's cache: $(ls "$built")"
-        args+=(-v "$built:/run/ragqa-build/wheels:ro")
-        find_links="${find_links:+$find_links }/run/ragqa-build/wheels"
-        if grep -q '^find-links' "$conf_dir/pip.conf"; then
-            sed -i "s|^find-links = .*|find-links = $find_links|" "$conf_dir/pip.conf"
-        else
-            printf 'find-links = %s\n' "$find_links" >>"$conf_dir/pip.conf"
-        fi
     fi
     local kept=()
     for extra in $(pip_setting extra-index-url); do

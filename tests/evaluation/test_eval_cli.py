@@ -17,27 +17,23 @@ pytestmark = pytest.mark.slow
 LIMIT = 10
 
 
+def ragqa_eval(
+    *args: str, collection: str = "squad", env=None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """`ragqa eval` on squad-v1.1's questions, as a user types it."""
+    command = [str(RAGQA), "eval", str(SQUAD11 / "questions.jsonl"), "--collection", collection, *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def run_eval(index_dir, out, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAGQA_INDEX_DIR": str(index_dir)}
     env.pop("RAGQA_LLM_BASE_URL", None)  # in-process: the eval starts the embedded LLM itself
-    return subprocess.run(
-        [
-            str(RAGQA),
-            "eval",
-            str(SQUAD11 / "questions.jsonl"),
-            "--collection",
-            "squad",
-            "--limit",
-            str(LIMIT),
-            "--out",
-            str(out),
-            *args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    return ragqa_eval("--limit", str(LIMIT), "--out", str(out), *args, env=env, timeout=1800)
+
+
+def dead_llm_env(index_dir) -> dict[str, str]:
+    """For runs that must fail before any LLM call: nothing listens on port 9."""
+    return {**os.environ, "RAGQA_INDEX_DIR": str(index_dir), "RAGQA_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
 
 
 def mean(values):
@@ -91,9 +87,7 @@ def test_aggregates_equal_the_values_recomputed_from_the_records(report):
         assert agg[side]["questions"] == LIMIT and agg[side]["errors"] == 0
         for key in ("em", "f1", "contains_gold"):
             assert agg[side][key] == pytest.approx(mean([r[side][key] for r in records]))
-        assert agg[side]["false_refusal_rate"] == pytest.approx(
-            mean([r[side]["refused"] for r in records])
-        )
+        assert agg[side]["false_refusal_rate"] == pytest.approx(mean([r[side]["refused"] for r in records]))
         assert agg[side]["unanswerable"] == 0 and agg[side]["correct_refusal_rate"] is None
         totals = [r[side]["timings_ms"]["total"] for r in records]
         assert agg[side]["latency_ms"]["total"]["p50"] == pytest.approx(statistics.median(totals))
@@ -123,59 +117,38 @@ def test_markdown_table_and_png(report):
 
 def test_http_backend_retrieves_what_the_in_process_run_did(report, squad_server, tmp_path):
     out = tmp_path / "http.json"
-    done = subprocess.run(
-        [
-            str(RAGQA),
-            "eval",
-            str(SQUAD11 / "questions.jsonl"),
-            "--collection",
-            "squad",
-            "--limit",
-            str(LIMIT),
-            "--out",
-            str(out),
-            "--url",
-            squad_server.url,
-            "--retrieval-only",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = ragqa_eval("--limit", str(LIMIT), "--out", str(out), "--url", squad_server.url, "--retrieval-only")
     assert done.returncode == 0, done.stderr[-3000:]
     over_http = json.loads(out.read_text())
     in_process = report[0]
     assert over_http["run"]["backend"].startswith("http")
     for a, b in zip(over_http["questions"], in_process["questions"]):
-        assert [p["id"] for p in a["retrieval"]["retrieved"]] == [p["id"] for p in b["retrieval"]["retrieved"]]
+        assert [p["id"] for p in a["retrieval"]["retrieved"]] == [
+            p["id"] for p in b["retrieval"]["retrieved"]
+        ]
     assert over_http["aggregate"]["retrieval"] == in_process["aggregate"]["retrieval"]
     assert "rag" not in over_http["aggregate"]
 
 
 def test_closed_book_over_http_sends_no_passages(squad_server):
-    body = {"question": "Who were the Normans?", "collection": "squad", "mode": "closed_book", "max_tokens": 16}
+    body = {
+        "question": "Who were the Normans?",
+        "collection": "squad",
+        "mode": "closed_book",
+        "max_tokens": 16,
+    }
     response = httpx.post(f"{squad_server.url}/v1/ask", json=body, timeout=300)
     assert response.status_code == 200, response.text
     assert response.json()["sources"] == [] and response.json()["usage"]["completion_tokens"] > 0
 
 
 def test_unknown_collection_is_a_clear_error(squad_index, tmp_path):
-    env = {**os.environ, "RAGQA_INDEX_DIR": str(squad_index), "RAGQA_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
-    done = subprocess.run(
-        [
-            str(RAGQA),
-            "eval",
-            str(SQUAD11 / "questions.jsonl"),
-            "--collection",
-            "nope",
-            "--retrieval-only",
-            "--out",
-            str(tmp_path / "r.json"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = ragqa_eval(
+        "--retrieval-only",
+        "--out",
+        str(tmp_path / "r.json"),
+        collection="nope",
+        env=dead_llm_env(squad_index),
     )
     assert done.returncode == 2
     assert "nope" in done.stderr and not (tmp_path / "r.json").exists()
@@ -198,7 +171,10 @@ def test_refusal_curve_replays_the_report(report, tmp_path):
     body, out, _ = report
     png = tmp_path / "curve.png"
     done = subprocess.run(
-        [str(RAGQA), "refusal-curve", str(out), "--out", str(png)], capture_output=True, text=True, timeout=300
+        [str(RAGQA), "refusal-curve", str(out), "--out", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.splitlines()[0])
@@ -217,28 +193,19 @@ def test_refusal_curve_replays_the_report(report, tmp_path):
 
 def test_strategy_over_http_reaches_the_server(squad_server, tmp_path):
     out = tmp_path / "step_back.json"
-    done = subprocess.run(
-        [
-            str(RAGQA),
-            "eval",
-            str(SQUAD11 / "questions.jsonl"),
-            "--collection",
-            "squad",
-            "--limit",
-            "2",
-            "--out",
-            str(out),
-            "--url",
-            squad_server.url,
-            "--strategy",
-            "step_back",
-            "--max-tokens",
-            "24",
-            "--mode",
-            "rag",
-        ],
-        capture_output=True,
-        text=True,
+    done = ragqa_eval(
+        "--limit",
+        "2",
+        "--out",
+        str(out),
+        "--url",
+        squad_server.url,
+        "--strategy",
+        "step_back",
+        "--max-tokens",
+        "24",
+        "--mode",
+        "rag",
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -259,22 +226,6 @@ def test_strategy_over_http_reaches_the_server(squad_server, tmp_path):
     ],
 )
 def test_bad_eval_options_are_clear_errors(squad_index, tmp_path, args, message):
-    env = {**os.environ, "RAGQA_INDEX_DIR": str(squad_index), "RAGQA_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
-    done = subprocess.run(
-        [
-            str(RAGQA),
-            "eval",
-            str(SQUAD11 / "questions.jsonl"),
-            "--collection",
-            "squad",
-            "--out",
-            str(tmp_path / "r.json"),
-            *args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = ragqa_eval("--out", str(tmp_path / "r.json"), *args, env=dead_llm_env(squad_index), timeout=300)
     assert done.returncode == 2
     assert message in done.stderr and not (tmp_path / "r.json").exists()
