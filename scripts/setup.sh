@@ -31,7 +31,7 @@ $PIP install -q "torch==2.13.0"
 # llama-cpp-python compiles; the LLaVA part is not needed and triples build time. ggml builds for
 # this CPU (-march=native) minus AMX: where the CPU lists AMX but the sandbox or hypervisor does not
 # enable its tile state, the first matmul dies with SIGSEGV (seen on Xeons here). The Dockerfile
-# sets the same flags.
+# builds a portable ggml instead (GGML_NATIVE=OFF), since its image runs on other hosts.
 NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS=\"$NO_AMX\" -DCMAKE_CXX_FLAGS=\"$NO_AMX\""
 export CMAKE_ARGS="${CMAKE_ARGS:-$LLAMA_CMAKE_ARGS}"
