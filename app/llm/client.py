@@ -115,8 +115,12 @@ class LLMClient:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        # openai's own Timeout type: since openai 3.60 it is httpx2's, which refuses httpx's.
         self._openai = AsyncOpenAI(
-            base_url=self.base_url, api_key=api_key, timeout=self._timeout, max_retries=0
+            base_url=self.base_url,
+            api_key=api_key,
+            timeout=openai.Timeout(timeout_s, connect=connect_timeout_s),
+            max_retries=0,
         )
         # For the endpoints outside the OpenAI API (tokenizers live at the server root).
         self._http = httpx.AsyncClient(timeout=self._timeout)
