@@ -43,5 +43,9 @@ def require_writable_index(settings: SettingsDep) -> None:
         raise HTTPException(403, READ_ONLY_REFUSAL)
 
 
-# Route dependency (``dependencies=[WritableIndex]``) of every route that writes the index.
+# Route dependency (``dependencies=[WritableIndex]``) of every route that writes the index,
+# and the refusal its OpenAPI entry lists (``responses=WRITE_REFUSED``).
 WritableIndex = Depends(require_writable_index)
+WRITE_REFUSED: dict[int | str, dict] = {
+    403: {"description": "this replica serves its index read-only (RAGQA_READ_ONLY)"}
+}

@@ -81,3 +81,24 @@ def test_writes_stay_open_by_default(index_dir):
     with make_client(index_dir) as client:
         response = client.delete("/v1/collections/default/documents/faq.txt")
     assert response.status_code == 200 and response.json()["deleted"] == 1
+
+
+def test_the_openapi_document_lists_the_refusal_on_the_writers_only(index_dir):
+    with make_client(index_dir, read_only=True) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    writers = {
+        (m, p)
+        for m, p in (
+            ("post", "/v1/collections/{name}/documents"),
+            ("delete", "/v1/collections/{name}"),
+            ("delete", "/v1/collections/{name}/documents/{doc}"),
+        )
+    }
+    for method, path in writers:
+        refusal = paths[path][method]["responses"]["403"]
+        assert "RAGQA_READ_ONLY" in refusal["description"]
+        assert refusal["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorMessage"
+        }
+    readers = [(m, p) for p, ops in paths.items() for m in ops if (m, p) not in writers]
+    assert readers and not [(m, p) for m, p in readers if "403" in paths[p][m]["responses"]]
