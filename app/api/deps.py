@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
 from app.api.services import Services
 from app.core.config import Settings
@@ -28,3 +28,24 @@ def get_pipeline(services: ServicesDep) -> AskPipeline:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 AskPipelineDep = Annotated[AskPipeline, Depends(get_pipeline)]
+
+
+READ_ONLY_REFUSAL = (
+    "this ragqa replica serves its index read-only (RAGQA_READ_ONLY=true): documents are added and "
+    "removed by the ingest job (`ragqa ingest FOLDER --collection NAME`), whose new version every "
+    "replica picks up by itself"
+)
+
+
+def require_writable_index(settings: SettingsDep) -> None:
+    """For the routes that write the index: a read-only replica refuses them before any work."""
+    if settings.read_only:
+        raise HTTPException(403, READ_ONLY_REFUSAL)
+
+
+# Route dependency (``dependencies=[WritableIndex]``) of every route that writes the index,
+# and the refusal its OpenAPI entry lists (``responses=WRITE_REFUSED``).
+WritableIndex = Depends(require_writable_index)
+WRITE_REFUSED: dict[int | str, dict] = {
+    403: {"description": "this replica serves its index read-only (RAGQA_READ_ONLY)"}
+}

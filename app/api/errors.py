@@ -114,7 +114,9 @@ def _safe_value(value, depth: int = 0):
     if depth >= 3:
         return "..."
     if isinstance(value, dict):
-        return {str(_safe_value(k, depth + 1)): _safe_value(v, depth + 1) for k, v in list(value.items())[:20]}
+        return {
+            str(_safe_value(k, depth + 1)): _safe_value(v, depth + 1) for k, v in list(value.items())[:20]
+        }
     if isinstance(value, (list, tuple)):
         return [_safe_value(v, depth + 1) for v in list(value)[:20]]
     return _safe_value(str(value), depth + 1)
@@ -133,7 +135,9 @@ def safe_validation_errors(errors) -> list[dict]:
             item["input"] = _safe_value(error["input"])
         ctx = error.get("ctx")
         if isinstance(ctx, dict):
-            item["ctx"] = {str(k): _safe_value(v if isinstance(v, (int, float, str)) else str(v)) for k, v in ctx.items()}
+            item["ctx"] = {
+                str(k): _safe_value(v if isinstance(v, (int, float, str)) else str(v)) for k, v in ctx.items()
+            }
         safe.append(item)
     return safe
 
@@ -236,11 +240,21 @@ def document_errors(app: FastAPI, api_keys: bool) -> None:
                 if "schema" in validation:
                     validation["schema"] = {"anyOf": [validation["schema"], error_ref]}
                 elif path.startswith("/v1/"):
-                    responses["422"] = {"description": "invalid request", "content": {"application/json": {"schema": error_ref}}}
+                    responses["422"] = {
+                        "description": "invalid request",
+                        "content": {"application/json": {"schema": error_ref}},
+                    }
+                # A status a route declares by description alone (a 403 of the writers) has this body.
+                for status, response in responses.items():
+                    if str(status)[:1] in ("4", "5") and "content" not in response:
+                        response["content"] = {"application/json": {"schema": error_ref}}
                 if not path.startswith("/v1/"):
                     continue
                 for status, description in _DOCUMENTED_ERRORS.items():
-                    responses.setdefault(status, {"description": description, "content": {"application/json": {"schema": error_ref}}})
+                    responses.setdefault(
+                        status,
+                        {"description": description, "content": {"application/json": {"schema": error_ref}}},
+                    )
                 if api_keys:
                     operation["security"] = [{"bearer": []}]
         app.openapi_schema = schema

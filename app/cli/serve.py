@@ -44,7 +44,9 @@ def serve(
         raise typer.Exit(2) from exc
     workers = workers or settings.workers
     configure_logging(log_level, settings.log_format)
-    if settings.index_dir.exists() and not os.access(settings.index_dir, os.W_OK | os.X_OK):
+    # A read-only replica (RAGQA_READ_ONLY) is meant to run over an unwritable folder.
+    unwritable = settings.index_dir.exists() and not os.access(settings.index_dir, os.W_OK | os.X_OK)
+    if unwritable and not settings.read_only:
         err.print(
             f"[yellow]warning:[/yellow] the index folder {settings.index_dir} is not writable by uid {os.getuid()}:"
             " uploads and ingests will fail and /readyz answers 503 (chown it, or use a named volume)",

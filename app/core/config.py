@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     # `ragqa serve`: worker processes on one port (uvicorn's own); the embedded LLM is shared.
     workers: int = Field(1, ge=1)
+    # A replica over a shared index mounted read-only (compose.replicas.yml): uploads and deletes
+    # answer 403, and /readyz does not ask for a writable folder. Only `ragqa ingest` writes then.
+    read_only: bool = False
     # With API keys set, /metrics needs one too (its series name the collections).
     metrics_require_key: bool = False
     log_format: str = Field("json", pattern="^(json|text)$")

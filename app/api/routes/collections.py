@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Path, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import ServicesDep
+from app.api.deps import WRITE_REFUSED, ServicesDep, WritableIndex
 from app.api.schemas import (
     CollectionDeleted,
     CollectionInfo,
@@ -79,7 +79,12 @@ async def list_collections(services: ServicesDep) -> CollectionsResponse:
     return CollectionsResponse(collections=await run_in_threadpool(describe))
 
 
-@router.delete("/collections/{name}", response_model=CollectionDeleted)
+@router.delete(
+    "/collections/{name}",
+    response_model=CollectionDeleted,
+    dependencies=[WritableIndex],
+    responses=WRITE_REFUSED,
+)
 async def delete_collection(name: CollectionPath, services: ServicesDep) -> CollectionDeleted:
     """Delete a collection and all its versions. Queries already running finish on the old data."""
     await run_writer(services.documents.delete_collection, name)
@@ -99,23 +104,31 @@ async def list_documents(name: CollectionPath, services: ServicesDep) -> Documen
     )
 
 
-@router.post("/collections/{name}/documents", response_model=UploadResponse)
+@router.post(
+    "/collections/{name}/documents",
+    response_model=UploadResponse,
+    dependencies=[WritableIndex],
+    responses=WRITE_REFUSED,
+)
 async def upload_documents(
     name: CollectionPath,
     files: Annotated[list[UploadFile], File(description="one or more .txt .md .html .pdf .docx files")],
     services: ServicesDep,
 ) -> UploadResponse:
     """Add or replace documents (creating the collection if new); the new version goes live at once."""
-    stored, summary = await run_writer(
-        services.documents.upload, name, [(f.filename, f.file) for f in files]
-    )
+    stored, summary = await run_writer(services.documents.upload, name, [(f.filename, f.file) for f in files])
     return UploadResponse(
         files=[{"filename": s.filename, "doc": s.doc} for s in stored],
         summary=WriteSummary.model_validate(summary.to_dict()),
     )
 
 
-@router.delete("/collections/{name}/documents/{doc:path}", response_model=WriteSummary)
+@router.delete(
+    "/collections/{name}/documents/{doc:path}",
+    response_model=WriteSummary,
+    dependencies=[WritableIndex],
+    responses=WRITE_REFUSED,
+)
 async def delete_document(name: CollectionPath, doc: str, services: ServicesDep) -> WriteSummary:
     """Remove one document's chunks; it stops being retrieved as soon as this returns."""
     summary = await run_writer(services.documents.delete_document, name, doc)

@@ -31,9 +31,12 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     """Ready when the LLM answers and every collection loads; 503 with the problems otherwise."""
     problems: list[str] = []
     index_dir = services.settings.index_dir
-    if index_dir.exists() and not os.access(index_dir, os.W_OK | os.X_OK):
+    read_only = services.settings.read_only  # a read-only mount is what such a replica expects
+    if not read_only and index_dir.exists() and not os.access(index_dir, os.W_OK | os.X_OK):
         # e.g. a host folder mounted into a container whose uid does not own it
-        problems.append(f"the index folder {index_dir} is not writable by uid {os.getuid()}: chown it or use a named volume")
+        problems.append(
+            f"the index folder {index_dir} is not writable by uid {os.getuid()}: chown it or use a named volume"
+        )
     names = services.store.list_collections()
     if not names:
         problems.append(f"no collection in {services.settings.index_dir}: run `ragqa ingest`")
