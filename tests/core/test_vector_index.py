@@ -110,10 +110,20 @@ def test_auto_picks_flat_below_threshold_ivf_above_and_retrains_on_growth(tmp_pa
     assert kept == first
     assert store.load("c").index.ntotal == 70
 
-    # Grown far past the size its clusters were trained for: trained again, with more lists.
-    store.write(make_collection("c", 2000))
+    # Grown far past the size its clusters were trained for: trained again, with more lists,
+    # from the vectors it holds.
+    bigger = _without(make_collection("c", 2000, seed=5), list(range(80)))  # chunks 80..1999
+    grown_index = faiss.deserialize_index(faiss.serialize_index(store.load("c").index))
+    new_ids = list(range(150, 2000))
+    grown_index.add_with_ids(bigger.vectors_for(new_ids), np.asarray(new_ids, dtype=np.int64))
+    expected = {i: grown_index.reconstruct(i) for i in (80, 150, 1999)}
+    store.write(CollectionIndex(bigger.manifest, grown_index, bigger.chunks))
     grown = store.read_manifest("c").vector_index
-    assert grown.type == IVF and grown.trained_on == 2000 and grown.nlist > first.nlist
+    assert grown.type == IVF and grown.trained_on == 1920 and grown.nlist > first.nlist
+    reloaded = store.load("c")
+    assert reloaded.index.nlist == grown.nlist
+    for i, vector in expected.items():
+        np.testing.assert_array_equal(reloaded.vectors_for([i])[0], vector)
 
     # Far below the threshold: flat again.
     store.write(make_collection("c", 20))
