@@ -163,12 +163,31 @@ class LexicalIndex:
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         if self.bm25 is None or k <= 0:
             return []
-        terms = [t for t in tokenize(query, self.tokenizer) if t in self._vocab]
-        if not terms:
+        term_ids = [self._vocab[t] for t in tokenize(query, self.tokenizer) if t in self._vocab]
+        if not term_ids:
             return []
-        k = min(k, len(self.chunk_ids))
-        rows, scores = self.bm25.retrieve([terms], k=k, show_progress=False, n_threads=1)
-        return [(int(self.chunk_ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+        scores = self._scores(term_ids)
+        # Only documents holding a query term score above 0: rank those, not every document.
+        matched = np.flatnonzero(scores > 0)
+        if len(matched) > k:
+            matched = matched[np.argpartition(-scores[matched], k - 1)[:k]]
+        best = matched[np.lexsort((matched, -scores[matched]))]  # best first; ties by row
+        return [(int(self.chunk_ids[r]), float(scores[r])) for r in best]
+
+    def _scores(self, term_ids: list[int]) -> np.ndarray:
+        """BM25 score of every document: the sum of the query terms' precomputed columns.
+
+        bm25s's own scoring adds each column with ``np.add.at``, which at 1M chunks cost ~40 ms
+        a query; a column holds each document at most once, so plain fancy-index addition is exact.
+        """
+        assert self.bm25 is not None
+        matrix = self.bm25.scores
+        data, indices, indptr = matrix["data"], matrix["indices"], matrix["indptr"]
+        scores = np.zeros(matrix["num_docs"], dtype=np.float32)
+        for term in term_ids:
+            start, end = indptr[term], indptr[term + 1]
+            scores[indices[start:end]] += data[start:end]
+        return scores
 
     def save(self, folder: Path) -> None:
         folder.mkdir()
