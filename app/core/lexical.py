@@ -144,7 +144,8 @@ class LexicalIndex:
     @classmethod
     def build(cls, chunks: Iterable[tuple[int, str]], tokenizer: str = DEFAULT_TOKENIZER) -> LexicalIndex:
         # Each text's terms become vocabulary ids at once: the id lists share one int object per
-        # term, where lists of term strings would hold a new string per occurrence (~8 GB at 1M chunks).
+        # term, where lists of term strings hold a new string per occurrence (peak 0.65 against
+        # 1.66 GiB at 200k chunks; docs/benchmarks.md).
         ids: list[int] = []
         corpus: list[list[int]] = []
         vocab: dict[str, int] = {}

@@ -6,7 +6,8 @@ Layout of a collection::
         CURRENT              name of the live version (replaced atomically)
         .lock                held by a writer (fcntl), so two ingests never interleave
         <version>/
-            manifest.json    format version, embedding model, splitter, documents (sha256, chunk ids)
+            manifest.json    format version, embedding model, splitter, documents (sha256, chunk ids),
+                             FAISS index type and parameters
             index.faiss      chunk id -> normalised vector: flat (exact) or IVF, as the manifest's
                              vector_index says (app/core/vector_index.py)
             chunks.jsonl     one chunk per line: id, doc, start, text (and page, for PDFs)
