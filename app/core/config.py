@@ -17,8 +17,9 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # The alias the embedded llama.cpp server serves SmolLM2-135M-Instruct under.
 EMBEDDED_LLM_ALIAS = "smollm2-135m-instruct"
 # RAGQA_INDEX_TYPE=auto: a collection above this many chunks gets an IVF index, flat below.
-# Flat search costs ~15 ms per query at 100k chunks of 384 dimensions, ~300 ms at 1M.
+# A flat search reads every vector: 6-15 ms a query at 100k chunks of 384 dimensions, ~300 ms at 1M.
 DEFAULT_IVF_MIN_CHUNKS = 100_000
+IndexTypeSetting = Literal["auto", "flat", "ivf"]
 
 
 class Settings(BaseSettings):
@@ -39,7 +40,7 @@ class Settings(BaseSettings):
     # The FAISS index a collection is written with: "flat" searches exactly (every vector per
     # query), "ivf" scans the nearest clusters only; "auto" is flat up to index_ivf_min_chunks
     # chunks and IVF above. Applied at each write (ingest, upload, removal); docs/benchmarks.md.
-    index_type: Literal["auto", "flat", "ivf"] = "auto"
+    index_type: IndexTypeSetting = "auto"
     index_ivf_min_chunks: int = Field(DEFAULT_IVF_MIN_CHUNKS, ge=1)
     # IVF clusters scanned per query; unset: nlist/64, at least 16 (recall@10 >= 0.95).
     index_ivf_nprobe: int | None = Field(None, ge=1)
