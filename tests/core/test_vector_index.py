@@ -201,3 +201,20 @@ def test_incremental_ingest_into_ivf_embeds_only_new_texts(tmp_path):
     query = embedder.embed_documents(["A brand new document about zeppelins and airships."])[0]
     assert after.search(query, 1)[0].chunk.doc == "new.txt"
     assert after.index.ntotal == len(after.chunks) == after.manifest.chunk_count
+
+
+def test_service_writes_with_the_configured_index_type(tmp_path):
+    from tests.fakes import fake_services, fake_settings
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for d in range(3):
+        (docs / f"d{d}.txt").write_text(" ".join(f"Doc {d} line {i} about item{i}." for i in range(60)))
+    services = fake_services(fake_settings(tmp_path / "indexes", index_type="ivf"))
+    services.documents.job.run(docs, "c")
+    assert services.store.read_manifest("c").vector_index.type == IVF
+    before = services.store.read_manifest("c").chunk_count
+    services.documents.delete_document("c", "d0.txt")
+    after = services.store.load("c")
+    assert after.manifest.vector_index.type == IVF and isinstance(after.index, faiss.IndexIVFFlat)
+    assert after.index.ntotal == after.manifest.chunk_count < before
