@@ -151,7 +151,7 @@ def build_services(
         embedder = embedders.default
     embedder = embedder or build_embedder(settings)
     embedders = embedders or build_embedders(settings, embedder)
-    store = IndexStore(settings.index_dir)
+    store = IndexStore(settings.index_dir, settings.vector_index_policy())
     collections = CollectionCache(store)
     # Uploads and queries share the service's models: each is loaded once per process.
     job = build_ingest_job(settings, store, embedder, embedders)

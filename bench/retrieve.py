@@ -1,6 +1,7 @@
 """Latency of POST /v1/retrieve over HTTP against the same retrieval in-process, per collection size.
 
-    PYTHONPATH=. python bench/retrieve.py [--sizes 10000 100000] [--requests 300] [--docs DIR]
+    PYTHONPATH=. python bench/retrieve.py [--sizes 10000 100000 1000000] [--requests 300] [--docs DIR]
+        [--index-type auto|flat|ivf]
 
 The collections are repeated text with synthetic vectors. The documents in --docs (default:
 SQuAD v1.1 dev) are ingested once as `ragqa ingest` would (split, embedded with the service's
@@ -8,6 +9,12 @@ model); their chunks are then cycled until there are N: copy k of document D is 
 ``copyK/D`` and holds D's chunk texts unchanged, and each copy's vector is the original's plus
 gaussian noise (--noise per dimension), re-normalised, so FAISS ranks N distinct vectors.
 IndexStore writes the collection as an ingest does: FAISS, chunks.jsonl, manifest and BM25.
+
+The FAISS index type is the one RAGQA_INDEX_TYPE (or --index-type) gives the size, built from
+the exact vectors as IndexStore.write builds it (timed: index build time). Its recall@10 is
+measured against exact (flat) search over the same vectors, with the questions' embeddings as
+queries, at the chosen nprobe and a few others. Memory: the resident set of the `ragqa serve`
+process before and after the collection is loaded, per million chunks.
 
 Per size, `ragqa serve` runs over it (RAGQA_LLM_BASE_URL at a closed loopback port:
 /v1/retrieve never calls the LLM) and each question goes once in-process (``Retriever.run`` as
@@ -40,6 +47,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from app.core import vector_index  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.core.embeddings import load_embedding_model  # noqa: E402
 from app.core.store import (  # noqa: E402
@@ -103,12 +111,65 @@ def synthetic_collection(base: CollectionIndex, size: int, noise: float, seed: i
     return CollectionIndex(manifest, index, chunks)
 
 
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def recall_at_10(truth: np.ndarray, approx: faiss.Index, queries: np.ndarray) -> float:
+    """Share of the exact top 10 (``truth``: ids per query) that ``approx`` finds."""
+    _, found = approx.search(queries, 10)
+    return float(np.mean([len(set(t) & set(f)) / len(t) for t, f in zip(truth, found)]))
+
+
+def choose_index(collection: CollectionIndex, policy, queries: np.ndarray) -> tuple[CollectionIndex, dict]:
+    """``collection`` (flat) with the index ``policy`` gives its size, built as IndexStore.write
+    builds it; the build time and recall@10 against the flat index."""
+    info, rebuild = policy.plan(collection.index, collection.manifest.vector_index)
+    report: dict = {"type": info.type, **info.model_dump(exclude_none=True, exclude={"type"})}
+    if not rebuild:
+        report.update(build_s=0.0, recall_at_10=1.0)  # flat: the exact search itself
+        return collection, report
+    started = time.perf_counter()
+    approx = vector_index.rebuild(collection.index, info)
+    report["build_s"] = round(time.perf_counter() - started, 2)
+    _, truth = collection.index.search(queries, 10)
+    report["recall_at_10"] = round(recall_at_10(truth, approx, queries), 4)
+    sweep = {}
+    for nprobe in sorted({8, 16, 32, 64, info.nprobe or 1}):
+        approx.nprobe = min(nprobe, approx.nlist)
+        started = time.perf_counter()
+        recall = recall_at_10(truth, approx, queries)
+        sweep[approx.nprobe] = {
+            "recall_at_10": round(recall, 4),
+            "faiss_ms_per_query": round(1000 * (time.perf_counter() - started) / len(queries), 3),
+        }
+    approx.nprobe = info.nprobe
+    report["nprobe_sweep"] = sweep
+    manifest = collection.manifest.model_copy(update={"vector_index": info})
+    return CollectionIndex(manifest, approx, collection.chunks), report
+
+
 def percentiles(seconds: list[float]) -> dict:
     ms = statistics.quantiles([s * 1000 for s in seconds], n=100, method="inclusive")
-    return {"p50_ms": round(ms[49], 2), "p99_ms": round(ms[98], 2), "mean_ms": round(1000 * statistics.fmean(seconds), 2)}
+    return {
+        "p50_ms": round(ms[49], 2),
+        "p99_ms": round(ms[98], 2),
+        "mean_ms": round(1000 * statistics.fmean(seconds), 2),
+    }
 
 
-def measure(size: int, base: CollectionIndex, questions: list[str], args, settings: Settings, embedder) -> dict:
+def measure(
+    size: int,
+    base: CollectionIndex,
+    questions: list[str],
+    query_vectors: np.ndarray,
+    args,
+    settings: Settings,
+    embedder,
+) -> dict:
     load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix=f"ragqa-bench-retrieve-{size}-"))
     api = None
@@ -116,7 +177,9 @@ def measure(size: int, base: CollectionIndex, questions: list[str], args, settin
         started = time.perf_counter()
         collection = synthetic_collection(base, size, args.noise, args.seed)
         synth_s = time.perf_counter() - started
-        store = IndexStore(work / "indexes")
+        policy = settings.vector_index_policy()
+        collection, index_report = choose_index(collection, policy, query_vectors)
+        store = IndexStore(work / "indexes", policy)
         started = time.perf_counter()
         store.write(collection)  # FAISS, chunks.jsonl, BM25 built over all `size` texts, manifest
         write_s = time.perf_counter() - started
@@ -131,6 +194,7 @@ def measure(size: int, base: CollectionIndex, questions: list[str], args, settin
         }
         api, url = start_ragqa_serve(env, work / "serve.log")
         wait_until_up(f"{url}/healthz", api)
+        rss_before = rss_bytes(api.pid)
 
         retriever = Retriever(CollectionCache(store), embedder, RetrievalOptions.from_settings(settings))
         options = retriever.options(RetrievalMode(args.mode))
@@ -143,7 +207,12 @@ def measure(size: int, base: CollectionIndex, questions: list[str], args, settin
         with httpx.Client(base_url=url, timeout=300) as client:
 
             def over_http(question: str) -> tuple[float, list[int]]:
-                body = {"question": question, "collection": COLLECTION, "top_k": args.top_k, "retrieval": args.mode}
+                body = {
+                    "question": question,
+                    "collection": COLLECTION,
+                    "top_k": args.top_k,
+                    "retrieval": args.mode,
+                }
                 started = time.perf_counter()
                 response = client.post("/v1/retrieve", json=body)
                 elapsed = time.perf_counter() - started
@@ -168,6 +237,13 @@ def measure(size: int, base: CollectionIndex, questions: list[str], args, settin
                 fewest = min(fewest, *map(len, ids.values()))
                 if ids["in_process"] != ids["http"]:
                     mismatches.append({"question": question, **ids})
+            rss_after = rss_bytes(api.pid)
+            lexical = retriever.collections.get(COLLECTION).lexical
+            bm25_times = []
+            for question in questions:
+                started = time.perf_counter()
+                lexical.search(question, settings.retrieval_candidates)
+                bm25_times.append(time.perf_counter() - started)
     finally:
         stop(api)
         shutil.rmtree(work, ignore_errors=True)
@@ -175,6 +251,10 @@ def measure(size: int, base: CollectionIndex, questions: list[str], args, settin
     result = {
         "chunks": size,
         "index_build_s": {"synthesise": round(synth_s, 2), "store_write_with_bm25": round(write_s, 2)},
+        "faiss_index": index_report,
+        "serve_rss_mb": {"before_load": round(rss_before / 2**20), "after_load": round(rss_after / 2**20)},
+        "serve_rss_gb_per_million_chunks": round((rss_after - rss_before) / 2**30 * 1e6 / size, 2),
+        "bm25_search_in_process": percentiles(bm25_times),
         "first_request_ms": first_ms,
         "in_process": percentiles(times["in_process"]),
         "http": percentiles(times["http"]),
@@ -186,13 +266,17 @@ def measure(size: int, base: CollectionIndex, questions: list[str], args, settin
     }
     for q in ("p50_ms", "p99_ms"):
         result[f"http_minus_in_process_{q}"] = round(result["http"][q] - result["in_process"][q], 2)
-        result[f"http_over_in_process_{q.removesuffix('_ms')}"] = round(result["http"][q] / result["in_process"][q], 3)
+        result[f"http_over_in_process_{q.removesuffix('_ms')}"] = round(
+            result["http"][q] / result["in_process"][q], 3
+        )
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="chunks per collection")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 100_000], help="chunks per collection"
+    )
     parser.add_argument("--requests", type=int, default=300, help="timed requests per side and size")
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests per side first")
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="documents whose chunks are repeated")
@@ -201,8 +285,13 @@ def main() -> None:
     parser.add_argument("--max-questions", type=int, default=50)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--mode", choices=[m.value for m in RetrievalMode], help="default: the service's")
-    parser.add_argument("--noise", type=float, default=0.02, help="std. dev. per dimension added to each copy")
+    parser.add_argument(
+        "--noise", type=float, default=0.02, help="std. dev. per dimension added to each copy"
+    )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--index-type", choices=["auto", "flat", "ivf"], help="RAGQA_INDEX_TYPE for the written collections"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -213,6 +302,8 @@ def main() -> None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the server reads it at start-up
         faiss.omp_set_num_threads(args.threads)  # this process imported FAISS before reading it
 
+    if args.index_type:
+        os.environ["RAGQA_INDEX_TYPE"] = args.index_type
     settings = Settings()
     args.mode = args.mode or settings.retrieval_mode
     load_start = os.getloadavg()
@@ -240,18 +331,20 @@ def main() -> None:
     if not questions:
         raise SystemExit(f"no question in {questions_file} is about the documents in {args.docs}")
 
-    results = [measure(size, base, questions, args, settings, embedder) for size in args.sizes]
+    query_vectors = np.vstack([embedder.embed_query(q) for q in questions]).astype(np.float32)
+    results = [measure(size, base, questions, query_vectors, args, settings, embedder) for size in args.sizes]
     report = {
         "bench": "retrieve",
         "text": (
             f"repeated: the {len(base.chunks)} real chunks of {len(base.manifest.documents)} documents in "
-            f"{args.docs}, cycled to each size; vectors synthetic: each copy's real embedding plus "
+            f"{args.docs}, cycled to each size; vectors real-plus-noise: each copy's real embedding plus "
             f"N(0, {args.noise}) per dimension, re-normalised"
         ),
         "base_chunks": len(base.chunks),
         "base_ingest_s": round(base_ingest_s, 1),
         "questions": len(questions),
         "retrieval_mode": args.mode,
+        "index_type_setting": settings.index_type,
         "top_k": args.top_k,
         "embedding_model": embedder.model_id,
         "threads": {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()},
@@ -264,16 +357,21 @@ def main() -> None:
     print()
     print(
         f"mode {args.mode}, top_k {args.top_k}, {args.requests} requests per side, "
-        f"threads {report['threads']}; repeated text, synthetic vectors"
+        f"threads {report['threads']}; repeated text, vectors real-plus-noise (synthetic)"
     )
     print()
-    print("| chunks | in-process p50 / p99 ms | HTTP p50 / p99 ms | HTTP − in-process p50 ms | HTTP / in-process p50 | id mismatches | write s | load 1m start→end |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| chunks | FAISS index | recall@10 vs exact | FAISS build s | in-process p50 / p99 ms | HTTP p50 / p99 ms "
+        "| BM25 p50 ms | serve RSS GB per 1M chunks | id mismatches | write s (with BM25) | load 1m start→end |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
-        ip, h = r["in_process"], r["http"]
+        ip, h, fx = r["in_process"], r["http"], r["faiss_index"]
+        kind = fx["type"] + (f" nlist {fx['nlist']} nprobe {fx['nprobe']}" if fx["type"] == "ivf" else "")
         print(
-            f"| {r['chunks']} | {ip['p50_ms']:.1f} / {ip['p99_ms']:.1f} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f} "
-            f"| {r['http_minus_in_process_p50_ms']:.1f} | {r['http_over_in_process_p50']:.2f} "
+            f"| {r['chunks']} | {kind} | {fx['recall_at_10']:.3f} | {fx['build_s']:.1f} "
+            f"| {ip['p50_ms']:.1f} / {ip['p99_ms']:.1f} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f} "
+            f"| {r['bm25_search_in_process']['p50_ms']:.1f} | {r['serve_rss_gb_per_million_chunks']:.2f} "
             f"| {r['passage_id_mismatches']} | {r['index_build_s']['store_write_with_bm25']:.1f} "
             f"| {r['load_avg_1m']['start']:.2f}→{r['load_avg_1m']['end']:.2f} |"
         )

@@ -37,7 +37,7 @@ def ingest(
     settings = settings_for(index_dir)
     # Loaded when the first chunk needs embedding: re-ingesting an unchanged folder takes a second.
     embedder = build_embedder(settings, lazy=True)
-    job = build_ingest_job(settings, IndexStore(settings.index_dir), embedder)
+    job = build_ingest_job(settings, IndexStore(settings.index_dir, settings.vector_index_policy()), embedder)
     progress = Progress(
         TextColumn("{task.description:>6}"),
         BarColumn(),

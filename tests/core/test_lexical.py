@@ -76,3 +76,31 @@ def test_empty_and_missing_index(tmp_path):
     assert LexicalIndex.load(tmp_path / "empty").search("anything", 3) == []
     with pytest.raises(LexicalIndexMissing):
         LexicalIndex.load(tmp_path / "absent")
+
+
+def test_search_scores_as_bm25s_ranks_them(tmp_path):
+    """Built from term ids and scored without bm25s.retrieve, after a memory-mapped reload:
+    the same scores as bm25s over the term lists, best first, ties by row."""
+    import bm25s
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(200)]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(0, 30)))) for _ in range(800)]
+    index = LexicalIndex.build(((1000 + i, t) for i, t in enumerate(texts)), WHITESPACE_TOKENIZER)
+    index.save(tmp_path / "bm25")
+    loaded = LexicalIndex.load(tmp_path / "bm25")
+    reference = bm25s.BM25()
+    reference.index([tokenize(t, WHITESPACE_TOKENIZER) for t in texts], show_progress=False)
+    for query in ("w1 w2 w3", "w7", "w10 w20 w5 w5", "w3 unknown"):
+        terms = [t for t in query.split() if t in reference.vocab_dict]
+        expected = reference.get_scores(terms)
+        hits = loaded.search(query, 10)
+        assert len(hits) == min(10, int(np.count_nonzero(expected)))
+        scores = [s for _, s in hits]
+        np.testing.assert_allclose(scores, np.sort(expected)[::-1][: len(hits)], rtol=1e-6)
+        for chunk_id, score in hits:
+            assert expected[chunk_id - 1000] == pytest.approx(score, rel=1e-6)
+        ties = [(s, c) for c, s in hits]
+        assert ties == sorted(ties, key=lambda t: (-t[0], t[1]))
+    assert loaded.search("unknown", 5) == []
+    assert len(loaded.search("w1", 10_000)) == int(np.count_nonzero(reference.get_scores(["w1"])))
