@@ -68,7 +68,9 @@ def base_collection(docs: Path, max_docs: int, settings: Settings, embedder, wor
     for path in sorted(p for p in docs.iterdir() if p.is_file())[: max_docs or None]:
         shutil.copy(path, folder / path.name)
     store = IndexStore(work / "base-index")
-    job = IngestJob(store, embedder, TextSplitter(settings.chunk_size, settings.chunk_overlap))
+    job = IngestJob(
+        store, embedder, TextSplitter(settings.chunk_size, settings.chunk_overlap, settings.chunk_header_rule)
+    )
     summary = job.run(folder, COLLECTION)
     if summary.skipped or not summary.chunks:
         raise SystemExit(f"ingesting {docs}: {summary.chunks} chunks, skipped {summary.skipped}")
@@ -105,10 +107,16 @@ def synthetic_collection(base: CollectionIndex, size: int, noise: float, seed: i
 
 def percentiles(seconds: list[float]) -> dict:
     ms = statistics.quantiles([s * 1000 for s in seconds], n=100, method="inclusive")
-    return {"p50_ms": round(ms[49], 2), "p99_ms": round(ms[98], 2), "mean_ms": round(1000 * statistics.fmean(seconds), 2)}
+    return {
+        "p50_ms": round(ms[49], 2),
+        "p99_ms": round(ms[98], 2),
+        "mean_ms": round(1000 * statistics.fmean(seconds), 2),
+    }
 
 
-def measure(size: int, base: CollectionIndex, questions: list[str], args, settings: Settings, embedder) -> dict:
+def measure(
+    size: int, base: CollectionIndex, questions: list[str], args, settings: Settings, embedder
+) -> dict:
     load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix=f"ragqa-bench-retrieve-{size}-"))
     api = None
@@ -143,7 +151,12 @@ def measure(size: int, base: CollectionIndex, questions: list[str], args, settin
         with httpx.Client(base_url=url, timeout=300) as client:
 
             def over_http(question: str) -> tuple[float, list[int]]:
-                body = {"question": question, "collection": COLLECTION, "top_k": args.top_k, "retrieval": args.mode}
+                body = {
+                    "question": question,
+                    "collection": COLLECTION,
+                    "top_k": args.top_k,
+                    "retrieval": args.mode,
+                }
                 started = time.perf_counter()
                 response = client.post("/v1/retrieve", json=body)
                 elapsed = time.perf_counter() - started
@@ -186,13 +199,17 @@ def measure(size: int, base: CollectionIndex, questions: list[str], args, settin
     }
     for q in ("p50_ms", "p99_ms"):
         result[f"http_minus_in_process_{q}"] = round(result["http"][q] - result["in_process"][q], 2)
-        result[f"http_over_in_process_{q.removesuffix('_ms')}"] = round(result["http"][q] / result["in_process"][q], 3)
+        result[f"http_over_in_process_{q.removesuffix('_ms')}"] = round(
+            result["http"][q] / result["in_process"][q], 3
+        )
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="chunks per collection")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 100_000], help="chunks per collection"
+    )
     parser.add_argument("--requests", type=int, default=300, help="timed requests per side and size")
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests per side first")
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="documents whose chunks are repeated")
@@ -201,7 +218,9 @@ def main() -> None:
     parser.add_argument("--max-questions", type=int, default=50)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--mode", choices=[m.value for m in RetrievalMode], help="default: the service's")
-    parser.add_argument("--noise", type=float, default=0.02, help="std. dev. per dimension added to each copy")
+    parser.add_argument(
+        "--noise", type=float, default=0.02, help="std. dev. per dimension added to each copy"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads",
@@ -267,7 +286,9 @@ def main() -> None:
         f"threads {report['threads']}; repeated text, synthetic vectors"
     )
     print()
-    print("| chunks | in-process p50 / p99 ms | HTTP p50 / p99 ms | HTTP − in-process p50 ms | HTTP / in-process p50 | id mismatches | write s | load 1m start→end |")
+    print(
+        "| chunks | in-process p50 / p99 ms | HTTP p50 / p99 ms | HTTP − in-process p50 ms | HTTP / in-process p50 | id mismatches | write s | load 1m start→end |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         ip, h = r["in_process"], r["http"]
