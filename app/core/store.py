@@ -122,13 +122,13 @@ class Chunk:
     section: str | None = None  # the nearest heading above the chunk's start, if the format has headings
 
 
-# The header rule "title+section": the title (cut to TITLE_HEADER_WORDS words) and the section,
-# each left out when the chunk already starts with it (a document's first chunk holds its title).
+# The header rule "title+section": the title, when it is at most TITLE_HEADER_WORDS words, and the
+# section, each left out when the chunk already starts with it (a document's first chunk holds its title).
 TITLE_SECTION_HEADER = "title+section"
 HEADER_RULES = (TITLE_SECTION_HEADER,)
-# A long title in front of every chunk displaces chunk text in a 256-token embedding model
-# and makes all chunks of a document look alike (docs/retrieval.md, "Chunk headers").
-TITLE_HEADER_WORDS = 12
+# A longer title is a sentence (a paper's), not a name: in front of every chunk it makes all chunks
+# of the document look alike to the embedding model (docs/retrieval.md, "Chunk headers").
+TITLE_HEADER_WORDS = 8
 
 
 def _starts_with(text: str, part: str) -> bool:
@@ -142,9 +142,9 @@ def chunk_header(chunk: Chunk, rule: str | None) -> str:
     if rule != TITLE_SECTION_HEADER:
         raise StoreError(f"unknown chunk header rule {rule!r}; this ragqa knows {', '.join(HEADER_RULES)}")
     parts = []
-    if chunk.title and not _starts_with(chunk.text, chunk.title):
-        words = chunk.title.split()
-        parts.append(" ".join(words[:TITLE_HEADER_WORDS]) + (" …" if len(words) > TITLE_HEADER_WORDS else ""))
+    title = chunk.title
+    if title and len(title.split()) <= TITLE_HEADER_WORDS and not _starts_with(chunk.text, title):
+        parts.append(title)
     if chunk.section and chunk.section != chunk.title and not _starts_with(chunk.text, chunk.section):
         parts.append(chunk.section)
     return " — ".join(parts)

@@ -214,11 +214,12 @@ def test_header_rule_title_and_section():
     assert store_module.indexed_text(first, rule) == first.text
     under = Chunk(2, "a.md", 50, "## Loading\n\nCranes.", title="Zanzibar harbour", section="Loading")
     assert store_module.chunk_header(under, rule) == "Zanzibar harbour"
-    # A long title is cut to TITLE_HEADER_WORDS words.
-    words = [f"w{i}" for i in range(store_module.TITLE_HEADER_WORDS + 5)]
-    long = Chunk(3, "p.txt", 9, "Body.", title=" ".join(words))
-    header = store_module.chunk_header(long, rule)
-    assert header.split()[:-1] == words[: store_module.TITLE_HEADER_WORDS] and header.endswith("…")
+    # A title longer than TITLE_HEADER_WORDS words is left out; the section stays.
+    words = [f"w{i}" for i in range(store_module.TITLE_HEADER_WORDS + 1)]
+    long = Chunk(3, "p.txt", 9, "Body.", title=" ".join(words), section="Methods")
+    assert store_module.chunk_header(long, rule) == "Methods"
+    short = Chunk(3, "p.txt", 9, "Body.", title=" ".join(words[:-1]))
+    assert store_module.chunk_header(short, rule) == " ".join(words[:-1])
     assert store_module.chunk_header(Chunk(4, "n.txt", 0, "Body."), rule) == ""
     with pytest.raises(store_module.StoreError, match="unknown chunk header rule"):
         store_module.chunk_header(chunk, "title+summary")
