@@ -10,7 +10,8 @@ Pipelines (``--pipeline``, repeatable; default all): ``ragqa`` (its defaults fro
 ``RAGQA_*`` env vars apply), ``langchain-{dense,bm25,hybrid}`` (the textbook LangChain pipeline) and
 ``haystack-{dense,bm25,hybrid}`` (Haystack 2.x defaults; needs ``pip install -e '.[bench]'``); both
 peers are described in bench/peers.py and use all-MiniLM-L6-v2. ``--setting`` adds ragqa variants,
-MODE[@DENSE_WEIGHT][+mmrDIVERSITY] with MODE one of dense, bm25, hybrid.
+MODE[@DENSE_WEIGHT][+mmrDIVERSITY] with MODE one of dense, bm25, hybrid. ``--chunk-header`` and
+``--chunk-size``/``--chunk-overlap`` set ragqa's splitter (defaults: RAGQA_CHUNK_HEADER, _SIZE, _OVERLAP).
 
 Metrics, all from app/evaluation/metrics.py, ranks counting passages: doc hit@k (a passage of the
 gold document among the first k), passage hit@5 (one of the first 5 passages is from the gold
