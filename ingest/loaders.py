@@ -5,8 +5,8 @@ their offsets in the text (a chunk's section is the nearest heading above its st
 
 - .txt: title = the first line when it is at most MAX_TITLE_CHARS long and followed by a blank
   line (so a one-line document has none); no headings.
-- .md: title = the first ``#`` heading, else as for .txt (without a heading's ``#`` marks); headings = ``#`` to ``######`` lines
-  outside code fences.
+- .md: title = the first ``#`` heading, else as for .txt (without a heading's ``#`` marks);
+  headings = ``#`` to ``######`` lines outside code fences.
 - .html: title = ``<title>``, else the first ``<h1>``; headings = ``<h1>`` to ``<h6>``.
 - .docx: title = the core properties' title, else the first Title-styled paragraph, else the
   first Heading-styled one; headings = paragraphs styled Title or Heading N.
