@@ -56,7 +56,7 @@ def build_ingest_job(
     return IngestJob(
         store,
         embedder,
-        TextSplitter(settings.chunk_size, settings.chunk_overlap),
+        TextSplitter(settings.chunk_size, settings.chunk_overlap, settings.chunk_header_rule),
         max_file_bytes=settings.ingest_max_file_bytes,
         embedders=embedders or build_embedders(settings, embedder, lazy=True),
         choose_model=not settings.embedding_model_explicit,

@@ -77,7 +77,9 @@ def main() -> None:
         for round_ in range(args.rounds):
             index_dir = work / f"indexes-{round_}"
             job = IngestJob(
-                IndexStore(index_dir), embedder, TextSplitter(settings.chunk_size, settings.chunk_overlap)
+                IndexStore(index_dir),
+                embedder,
+                TextSplitter(settings.chunk_size, settings.chunk_overlap, settings.chunk_header_rule),
             )
             started = time.perf_counter()
             summary = job.run(docs, "bench")

@@ -10,7 +10,8 @@ Pipelines (``--pipeline``, repeatable; default all): ``ragqa`` (its defaults fro
 ``RAGQA_*`` env vars apply), ``langchain-{dense,bm25,hybrid}`` (the textbook LangChain pipeline) and
 ``haystack-{dense,bm25,hybrid}`` (Haystack 2.x defaults; needs ``pip install -e '.[bench]'``); both
 peers are described in bench/peers.py and use all-MiniLM-L6-v2. ``--setting`` adds ragqa variants,
-MODE[@DENSE_WEIGHT][+mmrDIVERSITY] with MODE one of dense, bm25, hybrid.
+MODE[@DENSE_WEIGHT][+mmrDIVERSITY] with MODE one of dense, bm25, hybrid. ``--chunk-header`` and
+``--chunk-size``/``--chunk-overlap`` set ragqa's splitter (defaults: RAGQA_CHUNK_HEADER, _SIZE, _OVERLAP).
 
 Metrics, all from app/evaluation/metrics.py, ranks counting passages: doc hit@k (a passage of the
 gold document among the first k), passage hit@5 (one of the first 5 passages is from the gold
@@ -34,15 +35,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 # Run as a script, bench/ comes first on sys.path and bench/ingest.py would shadow the ingest package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.core.config import Settings  # noqa: E402
 from app.core.embeddings import load_embedding_model  # noqa: E402
 from app.core.lexical import DEFAULT_TOKENIZER, KIWI_TOKENIZER, WHITESPACE_TOKENIZER, LexicalIndex  # noqa: E402
-from app.core.store import CollectionIndex, IndexStore  # noqa: E402
+from app.core.store import HEADER_RULES, CollectionIndex, IndexStore, indexed_text  # noqa: E402
 from app.evaluation import metrics  # noqa: E402
 from app.rag.retrieval import RetrievalMode, RetrievalOptions, Retriever  # noqa: E402
 from ingest.run import IngestJob  # noqa: E402
@@ -179,33 +178,6 @@ def evaluate(
     return score(search, questions, qrels, query_seconds if cached else None)
 
 
-def title_of(path: Path) -> str:
-    """A document's title for a header: its first non-empty line, if short enough to be one."""
-    for line in path.read_text("utf-8").splitlines():
-        if line.strip():
-            return line.strip() if len(line.strip()) <= 200 else ""
-    return ""
-
-
-def add_title_headers(index: CollectionIndex, docs: Path, embedder, tokenizer: str) -> None:
-    """Re-embed and re-index every chunk as 'TITLE\\n\\nchunk' (the first chunk, which holds the
-    title already, unchanged); the passage text shown stays the chunk. A measurement
-    (docs/retrieval.md, "Title headers"), not a default."""
-    from app.core.store import new_faiss_index
-
-    titles = {doc: title_of(docs / doc) for doc in {c.doc for c in index.chunks.values()}}
-    indexed = {
-        cid: (f"{titles[c.doc]}\n\n{c.text}" if titles[c.doc] and c.start > 0 else c.text)
-        for cid, c in index.chunks.items()
-    }
-    ids = sorted(indexed)
-    vectors = embedder.embed_documents([indexed[i] for i in ids])
-    faiss_index = new_faiss_index(vectors.shape[1])
-    faiss_index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
-    index.index = faiss_index
-    index.lexical = LexicalIndex.build(((i, indexed[i]) for i in ids), tokenizer)
-
-
 def markdown_table(report: dict) -> str:
     """The results as one Markdown table (docs/retrieval.md is made of these)."""
     lines = [
@@ -239,7 +211,9 @@ def model_for_folder(folder: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--pipeline", action="append", choices=PIPELINES, help="repeatable; default: all")
     parser.add_argument("--setting", action="append", default=[], help="extra ragqa variants (repeatable)")
@@ -254,11 +228,15 @@ def main() -> None:
     parser.add_argument("--chunk-overlap", type=int, default=settings.chunk_overlap)
     parser.add_argument("--candidates", type=int, default=settings.retrieval_candidates)
     parser.add_argument(
-        "--title-header", action="store_true",
-        help="measure only: embed and BM25-index 'TITLE\\n\\n' + chunk (title = a doc's first line), show the chunk",
+        "--chunk-header",
+        choices=["none", *HEADER_RULES],
+        default=settings.chunk_header,
+        help="what ingest puts in front of each chunk's indexed text (RAGQA_CHUNK_HEADER)",
     )
     parser.add_argument("--limit", type=int, default=0, help="first N questions only")
-    parser.add_argument("--index-dir", type=Path, help="keep the ingested index here (reused when it matches)")
+    parser.add_argument(
+        "--index-dir", type=Path, help="keep the ingested index here (reused when it matches)"
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.add_argument("--markdown", action="store_true", help="end with a Markdown table")
     args = parser.parse_args()
@@ -291,23 +269,21 @@ def main() -> None:
         index_dir = args.index_dir or Path(tempfile.mkdtemp(prefix="ragqa-bench-"))
         store = IndexStore(index_dir)
         started = time.perf_counter()
-        summary = IngestJob(store, embedder, TextSplitter(args.chunk_size, args.chunk_overlap)).run(
-            args.dataset / "docs", "bench"
-        )
+        header = None if args.chunk_header == "none" else args.chunk_header
+        splitter = TextSplitter(args.chunk_size, args.chunk_overlap, header)
+        summary = IngestJob(store, embedder, splitter).run(args.dataset / "docs", "bench")
         ingest_s = time.perf_counter() - started
         index = store.load("bench")
         if TOKENIZERS[args.tokenizer] != DEFAULT_TOKENIZER:
             index.lexical = LexicalIndex.build(
-                ((c.id, c.text) for c in index.chunks.values()), TOKENIZERS[args.tokenizer]
+                ((c.id, indexed_text(c, header)) for c in index.chunks.values()), TOKENIZERS[args.tokenizer]
             )
-        if args.title_header:
-            add_title_headers(index, args.dataset / "docs", embedder, TOKENIZERS[args.tokenizer])
         retriever = Retriever(OneCollection(index), CachedQueries(embedder))
         retriever.run("warm up", "bench", 10, RetrievalOptions(mode=RetrievalMode.hybrid))
         report["ragqa"] = {
             "embedding_model": embedder.model_id,
             "tokenizer": TOKENIZERS[args.tokenizer],
-            "title_header": args.title_header,
+            "chunk_header": args.chunk_header,
             "chunk_size": args.chunk_size,
             "chunk_overlap": args.chunk_overlap,
             "candidates": args.candidates,
@@ -344,9 +320,7 @@ def main() -> None:
                     "chunks": chunks if isinstance(chunks, int) else len(chunks),
                     "build_seconds": round(time.perf_counter() - started, 1),
                 }
-            report["results"][name] = score(
-                lambda q, p=built[peer], m=mode: p.search(q, m), questions, qrels
-            )
+            report["results"][name] = score(lambda q, p=built[peer], m=mode: p.search(q, m), questions, qrels)
             print(f"done {name}", file=sys.stderr)
 
     text = json.dumps(report, indent=2, ensure_ascii=False)

@@ -76,7 +76,9 @@ def base_collection(docs: Path, max_docs: int, settings: Settings, embedder, wor
     for path in sorted(p for p in docs.iterdir() if p.is_file())[: max_docs or None]:
         shutil.copy(path, folder / path.name)
     store = IndexStore(work / "base-index")
-    job = IngestJob(store, embedder, TextSplitter(settings.chunk_size, settings.chunk_overlap))
+    job = IngestJob(
+        store, embedder, TextSplitter(settings.chunk_size, settings.chunk_overlap, settings.chunk_header_rule)
+    )
     summary = job.run(folder, COLLECTION)
     if summary.skipped or not summary.chunks:
         raise SystemExit(f"ingesting {docs}: {summary.chunks} chunks, skipped {summary.skipped}")

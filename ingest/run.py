@@ -39,11 +39,13 @@ from app.core.store import (
     EmbeddingInfo,
     IndexStore,
     Manifest,
+    SplitterInfo,
+    indexed_text,
     validate_collection_name,
 )
 from ingest import curation
 from ingest.discovery import discover
-from ingest.loaders import MAX_FILE_BYTES, SkipDocument, check_loadable, load_bytes
+from ingest.loaders import MAX_FILE_BYTES, LoadedText, SkipDocument, check_loadable, load_bytes
 from ingest.splitting import TextSplitter
 
 # Near-duplicate pairs listed in the summary; the total count is always given.
@@ -83,7 +85,8 @@ class IngestSummary:
     seconds: float = 0.0
     reason: str | None = None  # why the run changed nothing on purpose (an empty folder)
     embedding_model: str | None = None  # the collection's model after the run
-    # Why every document was embedded again (the collection's embedding model changed); None if not.
+    # Why every document was split or embedded again (the collection's embedding model, splitter
+    # settings or chunk header rule changed); None if not.
     reembedded: str | None = None
 
     def to_dict(self) -> dict:
@@ -100,6 +103,24 @@ def _sha256_file(path: Path) -> str:
 
 def _text_key(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def _section(loaded: LoadedText, offset: int) -> str | None:
+    """The heading above ``offset``; None under none, or under the title's own heading (a Markdown ``#``)."""
+    section = loaded.section_at(offset)
+    return None if section == loaded.title else section
+
+
+def _splitter_change(old: SplitterInfo, new: SplitterInfo) -> str:
+    """The summary's ``reembedded`` reason when a folder is split with other settings than its collection."""
+    changes = []
+    if old.header != new.header:
+        changes.append(f"chunk header rule {old.header or 'none'} -> {new.header or 'none'}")
+    if (old.name, old.chunk_size, old.chunk_overlap) != (new.name, new.chunk_size, new.chunk_overlap):
+        changes.append(
+            f"splitter {old.name} {old.chunk_size}/{old.chunk_overlap} -> {new.name} {new.chunk_size}/{new.chunk_overlap}"
+        )
+    return "; ".join(changes) + ": every document was split again and its changed chunks embedded again"
 
 
 class _VersionBuilder:
@@ -121,12 +142,14 @@ class _VersionBuilder:
         self.on_progress = on_progress
         self.manifest = current.manifest.model_copy(deep=True)
         self.manifest.splitter = splitter.info
+        self.header = splitter.info.header
         self.index = faiss.deserialize_index(faiss.serialize_index(current.index))
         self.chunks = dict(current.chunks)
-        # Text -> (index holding its vector, chunk id): the old index keeps the vectors of
+        # Indexed text -> (index holding its vector, chunk id): the old index keeps the vectors of
         # chunks removed from the copy, so a re-split or moved text is never re-embedded.
+        old_header = current.manifest.splitter.header
         self.known: dict[bytes, tuple[faiss.Index, int]] = {
-            _text_key(c.text): (current.index, c.id) for c in current.chunks.values()
+            _text_key(indexed_text(c, old_header)): (current.index, c.id) for c in current.chunks.values()
         }
         self.pending: list[Chunk] = []
         self.added_ids: list[int] = []
@@ -138,7 +161,8 @@ class _VersionBuilder:
             for cid in entry.chunk_ids:
                 del self.chunks[cid]
 
-    def add(self, rel: str, sha256: str, text: str, page_at: Callable[[int], int | None]) -> None:
+    def add(self, rel: str, sha256: str, loaded: LoadedText) -> None:
+        text = loaded.text
         pieces = self.splitter.split(text)
         first = self.manifest.next_chunk_id
         ids = list(range(first, first + len(pieces)))
@@ -147,7 +171,10 @@ class _VersionBuilder:
         self.manifest.documents[rel] = DocumentEntry(
             sha256=sha256, chunk_ids=ids, chars=len(text), letters=letters, hangul_letters=hangul
         )
-        self.pending += [Chunk(cid, rel, p.start, p.text, page_at(p.start)) for cid, p in zip(ids, pieces)]
+        self.pending += [
+            Chunk(cid, rel, p.start, p.text, loaded.page_at(p.start), loaded.title, _section(loaded, p.start))
+            for cid, p in zip(ids, pieces)
+        ]
         if len(self.pending) >= self.embedder.batch_size:
             self.flush()
 
@@ -155,14 +182,15 @@ class _VersionBuilder:
         """Give the pending chunks their vectors: reused where the text is known, embedded otherwise."""
         if not self.pending:
             return
-        to_embed = list(dict.fromkeys(c.text for c in self.pending if _text_key(c.text) not in self.known))
+        texts = [indexed_text(c, self.header) for c in self.pending]
+        to_embed = list(dict.fromkeys(t for t in texts if _text_key(t) not in self.known))
         fresh = self.embedder.embed_documents(to_embed) if to_embed else None
         self.summary.embedded += len(to_embed)
         fresh_row = {_text_key(t): row for row, t in enumerate(to_embed)}
         vectors = np.empty((len(self.pending), self.embedder.dim), dtype=np.float32)
         used: set[bytes] = set()
-        for i, chunk in enumerate(self.pending):
-            key = _text_key(chunk.text)
+        for i, text in enumerate(texts):
+            key = _text_key(text)
             if key in fresh_row:
                 vectors[i] = fresh[fresh_row[key]]
                 self.summary.reused += key in used  # a second copy within this batch
@@ -173,9 +201,9 @@ class _VersionBuilder:
                 self.summary.reused += 1
         ids = np.asarray([c.id for c in self.pending], dtype=np.int64)
         self.index.add_with_ids(vectors, ids)
-        for chunk in self.pending:
+        for chunk, text in zip(self.pending, texts):
             self.chunks[chunk.id] = chunk
-            self.known.setdefault(_text_key(chunk.text), (self.index, chunk.id))
+            self.known.setdefault(_text_key(text), (self.index, chunk.id))
         self.added_ids += ids.tolist()
         self.progress.chunks_done += len(self.pending)
         self.pending = []
@@ -242,12 +270,21 @@ class IngestJob:
             )
             return summary
         return self._sync(
-            collection, files, passed_over=passed_over, whole_folder=True, prune=prune,
-            outliers=outliers, on_progress=on_progress,
+            collection,
+            files,
+            passed_over=passed_over,
+            whole_folder=True,
+            prune=prune,
+            outliers=outliers,
+            on_progress=on_progress,
         )
 
     def add_files(
-        self, collection: str, files: Iterable[tuple[str, Path]], *, on_progress: ProgressCallback | None = None
+        self,
+        collection: str,
+        files: Iterable[tuple[str, Path]],
+        *,
+        on_progress: ProgressCallback | None = None,
     ) -> IngestSummary:
         """Add or replace these documents (name in the collection, file); others stay as they are."""
         validate_collection_name(collection)
@@ -299,6 +336,9 @@ class IngestJob:
                 # A few files added to a collection are split the way the rest of it was.
                 splitter = TextSplitter.from_info(manifest.splitter)
             same_splitter = manifest is not None and manifest.splitter == splitter.info
+            if manifest is not None and not same_splitter:
+                # Every document is split again; only chunks whose indexed text is new are embedded.
+                summary.reembedded = _splitter_change(manifest.splitter, splitter.info)
 
             # Pass 1: plan from sizes and hashes only.
             changed: list[tuple[str, Path]] = []
@@ -315,7 +355,7 @@ class IngestJob:
                     changed.append((rel, path))
             # A file that is there but fails to load keeps its previous version; one that was
             # passed over (gone, hidden, a symlink out or a broken one) is pruned like a deletion.
-            failed = {s["path"] for s in summary.skipped[len(passed_over):]}
+            failed = {s["path"] for s in summary.skipped[len(passed_over) :]}
             gone = [d for d in old_docs if d not in seen and d not in failed] if prune else []
 
             model, why = self._model_for(manifest, files, {rel for rel, _ in changed}, failed, whole_folder)
@@ -324,12 +364,12 @@ class IngestJob:
             if manifest is not None and model != manifest.embedding.model:
                 # A new index with every document of the folder in it, embedded with the new model;
                 # the old vectors do not compare with its vectors.
-                summary.reembedded = why
+                summary.reembedded = "; ".join(filter(None, [why, summary.reembedded]))
                 previously = set(old_docs)
                 changed = [(rel, path) for rel, path in files if rel in seen and rel not in failed]
                 summary.unchanged = 0
                 manifest, old_docs = None, {}
-                for skipped in summary.skipped[len(passed_over):]:  # their old vectors cannot stay
+                for skipped in summary.skipped[len(passed_over) :]:  # their old vectors cannot stay
                     skipped["reason"] = skipped["reason"].replace(
                         " (its previous version stays indexed)", " (dropped: the collection was re-embedded)"
                     )
@@ -360,7 +400,7 @@ class IngestJob:
                     summary.updated += 1
                 else:
                     summary.added += 1
-                builder.add(rel, hashlib.sha256(data).hexdigest(), loaded.text, loaded.page_at)
+                builder.add(rel, hashlib.sha256(data).hexdigest(), loaded)
                 del data, loaded, read
             updated = builder.result()
 
@@ -371,7 +411,13 @@ class IngestJob:
                 summary.outliers = curation.outliers(updated)
             # A first folder ingest creates the collection even if every file was skipped;
             # an upload of nothing usable does not.
-            if summary.added or summary.updated or gone or (manifest is None and whole_folder) or summary.reembedded:
+            if (
+                summary.added
+                or summary.updated
+                or gone
+                or (manifest is None and whole_folder)
+                or summary.reembedded
+            ):
                 summary.version = self.store.write(updated)
             else:
                 summary.version = manifest.version if manifest else None
@@ -389,7 +435,9 @@ class IngestJob:
         data = path.read_bytes()
         return data, load_bytes(rel, data, self.max_file_bytes)
 
-    def _unless_skipped(self, summary: IngestSummary, rel: str, old_docs: dict, step: Callable[[], T]) -> T | None:
+    def _unless_skipped(
+        self, summary: IngestSummary, rel: str, old_docs: dict, step: Callable[[], T]
+    ) -> T | None:
         """``step()``, or None with the document recorded as skipped when it cannot be read."""
         try:
             return step()
@@ -421,8 +469,12 @@ class IngestJob:
         return manifest
 
     def _model_for(
-        self, manifest: Manifest | None, files: list[tuple[str, Path]], changed: set[str],
-        failed: set[str], whole_folder: bool,
+        self,
+        manifest: Manifest | None,
+        files: list[tuple[str, Path]],
+        changed: set[str],
+        failed: set[str],
+        whole_folder: bool,
     ) -> tuple[str, str | None]:
         """The model this run writes the collection with, and why when it is not the manifest's.
 
@@ -464,8 +516,12 @@ class IngestJob:
             return None, None
         return letter_counts(text)
 
-    def _load_current(self, collection: str, manifest: Manifest | None, embedder: Embedder) -> CollectionIndex:
+    def _load_current(
+        self, collection: str, manifest: Manifest | None, embedder: Embedder
+    ) -> CollectionIndex:
         if manifest is None:
             info = EmbeddingInfo(model=embedder.model_id, dim=embedder.dim, normalized=True)
-            return CollectionIndex.empty(Manifest(collection=collection, embedding=info, splitter=self.splitter.info))
+            return CollectionIndex.empty(
+                Manifest(collection=collection, embedding=info, splitter=self.splitter.info)
+            )
         return self.store.load(collection)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from app.core.store import SplitterInfo
+from app.core.store import HEADER_RULES, SplitterInfo
 
 # Paragraphs, lines, then sentence ends, then words; characters only as a last resort.
 # A sentence ends at . ? ! (also full-width, and Korean 다. 요. alike), optionally followed by a
@@ -23,9 +23,12 @@ class TextPiece:
 
 
 class TextSplitter:
-    def __init__(self, chunk_size: int, chunk_overlap: int):
+    def __init__(self, chunk_size: int, chunk_overlap: int, header: str | None = None):
+        """``header``: the chunk header rule (app/core/store.py, HEADER_RULES), None for none."""
+        if header is not None and header not in HEADER_RULES:
+            raise ValueError(f"unknown chunk header rule {header!r}; use one of {', '.join(HEADER_RULES)}")
         self.info = SplitterInfo(
-            name="recursive_sentences/2", chunk_size=chunk_size, chunk_overlap=chunk_overlap
+            name="recursive_sentences/2", chunk_size=chunk_size, chunk_overlap=chunk_overlap, header=header
         )
 
     @cached_property
@@ -46,7 +49,7 @@ class TextSplitter:
 
     @classmethod
     def from_info(cls, info: SplitterInfo) -> TextSplitter:
-        return cls(info.chunk_size, info.chunk_overlap)
+        return cls(info.chunk_size, info.chunk_overlap, info.header)
 
     def split(self, text: str) -> list[TextPiece]:
         docs = self._splitter.create_documents([text])

@@ -161,6 +161,12 @@ class Source(BaseModel):
     score: float = Field(description="cosine similarity to the question, in every retrieval mode")
     rank: int
     page: int | None = Field(None, description="for PDFs: the page the passage starts on")
+    title: str | None = Field(
+        None, description="the document's title (its file name's stem when it has none); not part of text"
+    )
+    section: str | None = Field(
+        None, description="the heading the passage is under, if any; not part of text"
+    )
 
     @classmethod
     def of(cls, passages: list[Passage]) -> list[Source]:

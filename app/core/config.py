@@ -52,6 +52,15 @@ class Settings(BaseSettings):
 
     chunk_size: int = Field(1000, ge=100, description="characters per chunk")
     chunk_overlap: int = Field(150, ge=0, description="characters shared by neighbouring chunks")
+    # What is embedded and BM25-indexed in front of each chunk's text (never shown in the passage):
+    # "title+section" = the document's title and the chunk's section heading; "none" = nothing.
+    # Changing it re-embeds a collection on its next folder ingest (docs/retrieval.md, "Chunk headers").
+    chunk_header: Literal["none", "title+section"] = "none"
+
+    @property
+    def chunk_header_rule(self) -> str | None:
+        """``chunk_header`` as the splitter takes it: None for "none"."""
+        return None if self.chunk_header == "none" else self.chunk_header
 
     # Files above this size are skipped by `ragqa ingest`, with the reason in the summary.
     ingest_max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)

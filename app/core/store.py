@@ -10,8 +10,13 @@ Layout of a collection::
                              FAISS index type and parameters
             index.faiss      chunk id -> normalised vector: flat (exact) or IVF, as the manifest's
                              vector_index says (app/core/vector_index.py)
-            chunks.jsonl     one chunk per line: id, doc, start, text (and page, for PDFs)
-            bm25/            the BM25 index over the chunk texts (app/core/lexical.py)
+            chunks.jsonl     one chunk per line: id, doc, start, text (and page, for PDFs;
+                             title and section, where known)
+            bm25/            the BM25 index over the chunks' indexed texts (app/core/lexical.py)
+
+A chunk's *indexed text*, the one embedded and BM25-indexed, is its text behind a short header
+(the document's title and the chunk's section) when the manifest's splitter names a header rule;
+the passage shown is always the chunk's text alone.
 
 No pickle anywhere: loading a collection never runs code from the index folder.
 A write builds a complete new version in a temporary folder, renames it into place and
@@ -117,6 +122,42 @@ class Chunk:
     start: int  # character offset of the chunk in the document's text
     text: str
     page: int | None = None  # 1-based page the chunk starts on, for paged formats (PDF)
+    title: str | None = None  # the document's title (ingest/loaders.py says where it comes from)
+    section: str | None = None  # the nearest heading above the chunk's start, if the format has headings
+
+
+# The header rule "title+section": the title, when it is at most TITLE_HEADER_WORDS words, and the
+# section, each left out when the chunk already starts with it (a document's first chunk holds its title).
+TITLE_SECTION_HEADER = "title+section"
+HEADER_RULES = (TITLE_SECTION_HEADER,)
+# A longer title is a sentence (a paper's), not a name: in front of every chunk it makes all chunks
+# of the document look alike to the embedding model (docs/retrieval.md, "Chunk headers").
+TITLE_HEADER_WORDS = 8
+
+
+def _starts_with(text: str, part: str) -> bool:
+    return text.lstrip("# \t\n").startswith(part)
+
+
+def chunk_header(chunk: Chunk, rule: str | None) -> str:
+    """The header put in front of ``chunk``'s text under ``rule`` (None: no header), "" if none."""
+    if rule is None:
+        return ""
+    if rule != TITLE_SECTION_HEADER:
+        raise StoreError(f"unknown chunk header rule {rule!r}; this ragqa knows {', '.join(HEADER_RULES)}")
+    parts = []
+    title = chunk.title
+    if title and len(title.split()) <= TITLE_HEADER_WORDS and not _starts_with(chunk.text, title):
+        parts.append(title)
+    if chunk.section and chunk.section != chunk.title and not _starts_with(chunk.text, chunk.section):
+        parts.append(chunk.section)
+    return " — ".join(parts)
+
+
+def indexed_text(chunk: Chunk, rule: str | None) -> str:
+    """What is embedded and BM25-indexed for ``chunk``: its header, a blank line, its text."""
+    header = chunk_header(chunk, rule)
+    return f"{header}\n\n{chunk.text}" if header else chunk.text
 
 
 class EmbeddingInfo(BaseModel):
@@ -129,6 +170,9 @@ class SplitterInfo(BaseModel):
     name: str
     chunk_size: int
     chunk_overlap: int
+    # The chunk header rule (HEADER_RULES); None, and absent in manifests written before headers
+    # existed: chunks are indexed by their text alone.
+    header: str | None = None
 
 
 class DocumentEntry(BaseModel):
@@ -287,7 +331,13 @@ class IndexStore:
                 for line in f:
                     row = json.loads(line)
                     chunks[row["id"]] = Chunk(
-                        row["id"], row["doc"], row["start"], row["text"], row.get("page")
+                        row["id"],
+                        row["doc"],
+                        row["start"],
+                        row["text"],
+                        row.get("page"),
+                        row.get("title"),
+                        row.get("section"),
                     )
         except (ValueError, KeyError) as exc:
             raise CorruptCollection(f"cannot read {version_dir / CHUNKS_FILE}: {exc}") from exc
@@ -376,8 +426,11 @@ class IndexStore:
                 for c in sorted(collection.chunks.values(), key=lambda c: c.id)
             )
             _write_file(tmp / CHUNKS_FILE, "".join(line + "\n" for line in lines).encode("utf-8"))
-            # Rebuilt from the chunk texts on every write, so it always matches them exactly.
-            LexicalIndex.build((c.id, c.text) for c in collection.chunks.values()).save(tmp / BM25_DIR)
+            # Rebuilt from the chunks on every write, so it always matches them exactly.
+            header = manifest.splitter.header
+            LexicalIndex.build((c.id, indexed_text(c, header)) for c in collection.chunks.values()).save(
+                tmp / BM25_DIR
+            )
             # The manifest goes last: a version folder with a manifest is complete.
             _write_file(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode("utf-8"))
             _fsync_dir(tmp)
@@ -441,6 +494,10 @@ def _chunk_row(chunk: Chunk) -> dict:
     row = {"id": chunk.id, "doc": chunk.doc, "start": chunk.start, "text": chunk.text}
     if chunk.page is not None:
         row["page"] = chunk.page
+    if chunk.title is not None:
+        row["title"] = chunk.title
+    if chunk.section is not None:
+        row["section"] = chunk.section
     return row
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import cast
 
@@ -181,7 +181,7 @@ def merge_passages(first: list[Passage], second: list[Passage]) -> list[Passage]
         if p.id not in seen:
             seen.add(p.id)
             merged.append(p)
-    return [Passage(p.id, p.doc, p.text, p.score, rank) for rank, p in enumerate(merged, start=1)]
+    return [replace(p, rank=rank) for rank, p in enumerate(merged, start=1)]
 
 
 class _Usage:
@@ -418,13 +418,13 @@ class AskPipeline:
         result.timings_ms["closed_book"] = _ms(time.perf_counter() - started)
         result.timings_ms["total"] += result.timings_ms["closed_book"]
 
-    async def _grounding(
-        self, query: AskQuery, answer: str, prepared: PreparedPrompt | None
-    ) -> Grounding:
+    async def _grounding(self, query: AskQuery, answer: str, prepared: PreparedPrompt | None) -> Grounding:
         if prepared is None:  # closed-book: no passages, nothing to ground on
             refused = is_refusal(answer)
             return Grounding(
-                answer, AnswerSource.refused if refused else AnswerSource.generated, False,
+                answer,
+                AnswerSource.refused if refused else AnswerSource.generated,
+                False,
                 language_of(query.question),
             )
         passages = prepared.packed.passages

@@ -37,7 +37,7 @@ LANGUAGE_SAMPLE_CHUNKS = 2000
 
 
 def collection_language(index: CollectionIndex) -> str:
-    """"ko" when the collection's letters are mostly Hangul (the rule that picks its model), else "en"."""
+    """ "ko" when the collection's letters are mostly Hangul (the rule that picks its model), else "en"."""
     counts = [(d.hangul_letters, d.letters) for d in index.manifest.documents.values()]
     if counts and all(h is not None and n is not None for h, n in counts):
         letters = sum(n for _, n in counts)  # type: ignore[misc]
@@ -97,6 +97,8 @@ class Passage:
     score: float  # cosine similarity to the question
     rank: int  # 1-based, in retrieval order
     page: int | None = None  # for PDFs: the page the passage starts on
+    title: str | None = None  # the document's title (not part of text)
+    section: str | None = None  # the heading the passage is under (not part of text)
 
 
 def reciprocal_rank_fusion(
@@ -178,9 +180,7 @@ class Retriever:
             self._languages[key] = collection_language(index)
         return self._languages[key]
 
-    def options(
-        self, mode: RetrievalMode | None = None, diversity: float | None = None
-    ) -> RetrievalOptions:
+    def options(self, mode: RetrievalMode | None = None, diversity: float | None = None) -> RetrievalOptions:
         """The defaults with a request's overrides (None keeps the default)."""
         return self.defaults.but(mode, diversity)
 
@@ -209,9 +209,9 @@ class Retriever:
                     options.dense_weight, embedder.model_id, question, self.language_of(index)
                 )
                 dense = [h.chunk.id for h in index.search(query, pool)] if weight > 0 else []
-                ranked = reciprocal_rank_fusion(
-                    [dense, [cid for cid, _ in lexical]], [weight, 1.0 - weight]
-                )[:pool]
+                ranked = reciprocal_rank_fusion([dense, [cid for cid, _ in lexical]], [weight, 1.0 - weight])[
+                    :pool
+                ]
         if not ranked:
             return []
 
@@ -226,7 +226,7 @@ class Retriever:
         cosine = vectors @ query
         chunks = [index.chunks[ids[i]] for i in order]
         return [
-            Passage(c.id, c.doc, c.text, float(cosine[i]), rank, c.page)
+            Passage(c.id, c.doc, c.text, float(cosine[i]), rank, c.page, c.title, c.section)
             for rank, (i, c) in enumerate(zip(order, chunks), start=1)
         ]
 

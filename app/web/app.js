@@ -131,8 +131,10 @@ function showResult(data) {
 function renderSources() {
   $("sources").replaceChildren(...sources.map((s, i) => {
     const li = document.createElement("li");
-    li.innerHTML = `<a href="#" class="cite" data-n="${i + 1}">[${i + 1}]</a> <span class="doc"></span> <span class="score"></span><span class="snippet"></span>`;
+    li.innerHTML = `<a href="#" class="cite" data-n="${i + 1}">[${i + 1}]</a> <span class="doc"></span> <span class="heading"></span> <span class="score"></span><span class="snippet"></span>`;
     li.querySelector(".doc").textContent = s.doc;
+    // The document's title and the passage's section: shown beside it, not part of its text.
+    li.querySelector(".heading").textContent = [s.title, s.section].filter(Boolean).join(" › ");
     li.querySelector(".score").textContent = `similarity ${s.score.toFixed(3)}`;
     li.querySelector(".snippet").textContent = s.text.slice(0, 160) + (s.text.length > 160 ? "…" : "");
     return li;

@@ -15,8 +15,8 @@ QUESTION = "Does ragqa need a GPU?"
 def check_citations(body: dict) -> None:
     texts = {s["id"]: s["text"] for s in body["sources"]}
     for c in body["citations"]:
-        assert texts[c["id"]][c["sentence_start"]:c["sentence_end"]] == c["sentence"]
-        assert body["answer"][c["answer_start"]:c["answer_end"]].strip()
+        assert texts[c["id"]][c["sentence_start"] : c["sentence_end"]] == c["sentence"]
+        assert body["answer"][c["answer_start"] : c["answer_end"]].strip()
         assert 0.0 <= c["support"] <= 1.0
 
 
@@ -61,7 +61,9 @@ def test_unsupported_generated_answer_follows_the_setting(index_dir, policy):  #
 def test_streamed_replacement_comes_in_the_done_event(index_dir):  # noqa: F811
     invented = "Penguins invented the telescope in 1802."
     with make_client(index_dir, FakeChatLLM([invented]), unsupported_answer="quote") as client:
-        with client.stream("POST", "/v1/ask", json={"question": QUESTION, "mode": "rag", "stream": True}) as r:
+        with client.stream(
+            "POST", "/v1/ask", json={"question": QUESTION, "mode": "rag", "stream": True}
+        ) as r:
             r.read()
     events = sse_events(r)
     tokens = "".join(d["text"] for name, d in events if name == "token")
@@ -78,7 +80,9 @@ def test_korean_question_gets_a_korean_refusal(index_dir):  # noqa: F811
 
 def test_english_answer_to_a_korean_question_is_replaced_by_a_quote(index_dir):  # noqa: F811
     with make_client(index_dir, FakeChatLLM(["The service is started with ragqa serve."])) as client:
-        body = client.post("/v1/ask", json={"question": "ragqa는 한국어 문서를 어떻게 검색하나요?", "mode": "rag"}).json()
+        body = client.post(
+            "/v1/ask", json={"question": "ragqa는 한국어 문서를 어떻게 검색하나요?", "mode": "rag"}
+        ).json()
     assert body["answer_source"] == "quoted" and body["language"] == "ko"
     assert any("\uac00" <= ch <= "\ud7a3" for ch in body["answer"])
 
@@ -93,18 +97,53 @@ def test_chat_completion_carries_citations(index_dir):  # noqa: F811
     with make_client(index_dir, FakeChatLLM(), llm_model="smollm2-135m-instruct") as client:
         body = client.post(
             "/v1/chat/completions",
-            json={"model": "ragqa/default", "mode": "extractive", "messages": [{"role": "user", "content": QUESTION}]},
+            json={
+                "model": "ragqa/default",
+                "mode": "extractive",
+                "messages": [{"role": "user", "content": QUESTION}],
+            },
         ).json()
         with client.stream(
-            "POST", "/v1/chat/completions",
-            json={"model": "ragqa/default", "mode": "extractive", "stream": True,
-                  "messages": [{"role": "user", "content": QUESTION}]},
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "model": "ragqa/default",
+                "mode": "extractive",
+                "stream": True,
+                "messages": [{"role": "user", "content": QUESTION}],
+            },
         ) as r:
             r.read()
     assert body["ragqa"]["answer_source"] == "quoted" and body["citations"]
     texts = {s["id"]: s["text"] for s in body["sources"]}
     for c in body["citations"]:
-        assert texts[c["id"]][c["sentence_start"]:c["sentence_end"]] == c["sentence"]
+        assert texts[c["id"]][c["sentence_start"] : c["sentence_end"]] == c["sentence"]
     chunks = [d for _, d in sse_events(r) if isinstance(d, dict)]
     last = next(c for c in chunks if c.get("ragqa", {}).get("answer_source"))
     assert last["citations"] == body["citations"]
+
+
+def test_citation_offsets_point_into_the_passage_not_its_header(tmp_path):
+    from app.core.store import TITLE_SECTION_HEADER, IndexStore
+    from ingest.run import IngestJob
+    from ingest.splitting import TextSplitter
+    from tests.fakes import FakeEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    filler = " ".join(f"Line {i} covers the installer." for i in range(30))
+    (docs / "hardware.md").write_text(
+        f"# Hardware guide\n\n{filler}\n\n## Graphics cards\n\nDoes ragqa need a GPU? No, it runs on the CPU.\n"
+    )
+    headed = tmp_path / "indexes"
+    IngestJob(IndexStore(headed), FakeEmbedder(), TextSplitter(300, 50, TITLE_SECTION_HEADER)).run(
+        docs, "default"
+    )
+    with make_client(headed, FakeChatLLM()) as client:
+        body = client.post("/v1/ask", json={"question": QUESTION, "mode": "extractive"}).json()
+    assert body["citations"]
+    check_citations(body)
+    cited = {c["id"] for c in body["citations"]}
+    for source in (s for s in body["sources"] if s["id"] in cited):
+        assert (source["title"], source["section"]) == ("Hardware guide", "Graphics cards")
+        assert "Hardware guide" not in source["text"]

@@ -293,7 +293,9 @@ def test_every_openai_route_error_has_the_openai_shape_and_others_do_not(index_d
         llm.script = [LLMUnavailable("down")]
         unavailable = client.post("/v1/chat/completions", json=ask)
         big_body = b'{"model": "' + b"x" * 4096 + b'"}'
-        too_big = client.post("/v1/chat/completions", content=big_body, headers={"Content-Type": "application/json"})
+        too_big = client.post(
+            "/v1/chat/completions", content=big_body, headers={"Content-Type": "application/json"}
+        )
         limited = client.post("/v1/chat/completions", json=ask)  # the fifth /v1 request this minute
         off_route = client.post("/v1/ask", json={"question": ""})
     expected = [
@@ -396,3 +398,30 @@ def test_request_id_body_limit_and_cors(index_dir, llm):
             headers={"Origin": "https://ui.example", "Access-Control-Request-Method": "POST"},
         )
         assert preflight.headers["access-control-allow-origin"] == "https://ui.example"
+
+
+# The first line of each sample document (a "#" heading or a title line); none has "##" sections.
+SAMPLE_TITLES = {
+    "faq.txt": "Frequently asked questions",
+    "ingestion.md": "How ingestion works",
+    "korean.md": "한국어 지원",
+    "overview.md": "What ragqa is",
+    "serving.md": "How questions are answered",
+}
+
+
+def test_sources_carry_title_and_section_outside_their_text(client):
+    retrieved = client.post("/v1/retrieve", json={"question": "How does ingestion work?", "top_k": 5}).json()
+    asked = client.post("/v1/ask", json={"question": "How does ingestion work?", "top_k": 5}).json()
+    chat = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "ragqa/default",
+            "messages": [{"role": "user", "content": "How does ingestion work?"}],
+        },
+    ).json()
+    for sources in (retrieved["passages"], asked["sources"], chat["sources"]):
+        assert sources and all("title" in s and "section" in s for s in sources)
+        assert "ingestion.md" in {s["doc"] for s in sources}
+        assert all(s["title"] == SAMPLE_TITLES[s["doc"]] and s["section"] is None for s in sources)
+        assert all(not s["text"].startswith(s["title"] + " — ") for s in sources)

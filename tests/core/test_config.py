@@ -32,3 +32,16 @@ def test_invalid_values_are_rejected(monkeypatch):
     monkeypatch.setenv("RAGQA_CHUNK_OVERLAP", "300")
     with pytest.raises(ValidationError, match="chunk_overlap"):
         Settings(_env_file=None)
+
+
+def test_chunk_header_choices_are_the_stores_rules():
+    import typing
+
+    from app.core.store import HEADER_RULES
+
+    choices = typing.get_args(Settings.model_fields["chunk_header"].annotation)
+    assert set(choices) == {"none", *HEADER_RULES}
+    assert Settings(_env_file=None).chunk_header_rule is None
+    assert Settings(_env_file=None, chunk_header="title+section").chunk_header_rule == "title+section"
+    with pytest.raises(ValueError, match="chunk_header"):
+        Settings(_env_file=None, chunk_header="title")

@@ -178,3 +178,48 @@ def test_cache_keeps_serving_when_the_new_version_is_unreadable(tmp_path):
     fresh = CollectionCache(store)  # nothing loaded yet: a clear error, not a crash
     with pytest.raises(store_module.CorruptCollection, match="cannot be loaded"):
         fresh.get("docs")
+
+
+def test_title_and_section_round_trip_and_rows_without_them_still_load(tmp_path):
+    store = IndexStore(tmp_path)
+    collection = make_collection("docs", 6)
+    collection.chunks[2] = Chunk(2, "doc2.txt", 20, "cranes lift", title="Harbour", section="Cranes")
+    store.write(collection)
+    loaded = store.load("docs")
+    assert (loaded.chunks[2].title, loaded.chunks[2].section) == ("Harbour", "Cranes")
+    assert (loaded.chunks[0].title, loaded.chunks[0].section) == (None, None)
+    lines = (
+        (tmp_path / "docs" / store.current_version("docs") / "chunks.jsonl").read_text("utf-8").splitlines()
+    )
+    assert all('"title"' not in ln and '"section"' not in ln for i, ln in enumerate(lines) if i != 2)
+
+
+def test_manifest_without_a_header_rule_means_no_header():
+    splitter = SplitterInfo.model_validate(
+        {"name": "recursive_sentences/2", "chunk_size": 1000, "chunk_overlap": 150}
+    )
+    assert splitter.header is None
+    chunk = Chunk(0, "a.txt", 100, "Some text.", title="A title", section="A section")
+    assert store_module.indexed_text(chunk, splitter.header) == "Some text."
+
+
+def test_header_rule_title_and_section():
+    rule = store_module.TITLE_SECTION_HEADER
+    chunk = Chunk(0, "a.txt", 100, "Cranes lift boxes.", title="Zanzibar harbour", section="Loading")
+    assert store_module.indexed_text(chunk, rule) == "Zanzibar harbour — Loading\n\nCranes lift boxes."
+    # A chunk that starts with its title or its section does not repeat it.
+    first = Chunk(
+        1, "a.md", 0, "# Zanzibar harbour\n\nIntro.", title="Zanzibar harbour", section="Zanzibar harbour"
+    )
+    assert store_module.indexed_text(first, rule) == first.text
+    under = Chunk(2, "a.md", 50, "## Loading\n\nCranes.", title="Zanzibar harbour", section="Loading")
+    assert store_module.chunk_header(under, rule) == "Zanzibar harbour"
+    # A title longer than TITLE_HEADER_WORDS words is left out; the section stays.
+    words = [f"w{i}" for i in range(store_module.TITLE_HEADER_WORDS + 1)]
+    long = Chunk(3, "p.txt", 9, "Body.", title=" ".join(words), section="Methods")
+    assert store_module.chunk_header(long, rule) == "Methods"
+    short = Chunk(3, "p.txt", 9, "Body.", title=" ".join(words[:-1]))
+    assert store_module.chunk_header(short, rule) == " ".join(words[:-1])
+    assert store_module.chunk_header(Chunk(4, "n.txt", 0, "Body."), rule) == ""
+    with pytest.raises(store_module.StoreError, match="unknown chunk header rule"):
+        store_module.chunk_header(chunk, "title+summary")
