@@ -25,7 +25,7 @@ deploy-setup: setup
 	nice ./scripts/containers.sh all
 
 # Set up, then run the whole suite, slow and vLLM tests included (as CI does). The deploy tier
-# builds an image and boots the compose stack under podman: `make test-deploy`.
+# builds an image and boots the compose stack under podman: `make test-deploy` (CI runs it next).
 test: setup vllm-setup
 	$(BIN)/python -m pytest -m "not deploy"
 

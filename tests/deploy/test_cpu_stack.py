@@ -87,8 +87,13 @@ def test_llm_down_is_a_503_on_readyz_while_retrieve_serves_and_it_recovers(stack
         assert any("LLM" in p and "not reachable" in p for p in ready["problems"]), ready
         status, body = http("POST", stack.url + "/v1/retrieve", {"question": "Does ragqa need a GPU?"})
         assert status == 200 and body["passages"]
-        status, body = http("POST", stack.url + "/v1/ask", {"question": "Does ragqa need a GPU?", "max_tokens": 8})
-        assert status == 503, body
+        question = {"question": "Does ragqa need a GPU?", "max_tokens": 8}
+        # Generating needs the LLM: a 503 that names it. Extractive answers (the default with the
+        # bundled model) quote the documents and need no LLM, so they go on.
+        status, body = http("POST", stack.url + "/v1/ask", {**question, "mode": "rag"})
+        assert status == 503 and "LLM" in body["detail"], body
+        status, body = http("POST", stack.url + "/v1/ask", {**question, "mode": "extractive"})
+        assert status == 200 and body["answer_source"] == "quoted", body
     finally:
         sh("podman", "start", vllm)
     wait_for(lambda: http("GET", stack.url + "/readyz", timeout=5)[0] == 200, 180, "/readyz 200 again")
@@ -161,6 +166,5 @@ def test_the_stack_stops_within_10_s_and_leaves_nothing_behind(stack):
     assert leftovers() == []
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "/opt/venv/bin/ragqa serve" not in procs and "--model_alias smollm2-135m-instruct --n_ctx" not in procs
-    if seconds >= 10:
-        # Known gap (11.3 s and 12.9 s measured): one container still needs podman's SIGKILL at 10 s.
-        pytest.xfail(f"the stack took {seconds:.1f} s to stop, not under 10 s")
+    # Every container stops on SIGTERM: podman's SIGKILL comes at 10 s.
+    assert seconds < 10, f"the stack took {seconds:.1f} s to stop"
