@@ -31,10 +31,13 @@ COPY README.md ./
 COPY app ./app
 COPY ingest ./ingest
 # Trims: what the service and the ingest job never import (torch's tests, C++ headers and
-# tools, packages' test suites, the build tools themselves).
+# tools, packages' test suites, the build tools themselves, the copy of ggml that llama.cpp's
+# CMake install leaves in site-packages/lib: llama_cpp loads its own, from llama_cpp/lib), and
+# the symbol tables of torch's two big libraries (--strip-unneeded keeps what the loader uses).
 RUN pip install --no-deps . \
     && site=/opt/venv/lib/python3.11/site-packages \
-    && rm -rf "$site/torch/test" "$site/torch/include" "$site/torch/share" \
+    && rm -rf "$site/torch/test" "$site/torch/include" "$site/torch/share" "${site:?}/lib" "${site:?}/include" \
+    && strip --strip-unneeded "$site/torch/lib/libtorch_cpu.so" "$site/torch/lib/libtorch_python.so" \
     && find "$site/torch/bin" -type f ! -name torch_shm_manager -delete \
     && find "$site" -depth -type d -name tests -path "$site/*/*" -exec rm -rf {} + \
     && find "$site" -name '*.a' -delete \
