@@ -134,17 +134,24 @@ def main() -> None:
     }
     as_run = table["flag@s=0.6@r=-1.0"]
 
-    def best(*prefixes: str) -> str:
+    def best(*prefixes: str) -> str | None:
+        """The least confabulation on half A within the false-refusal cap; None if no setting keeps it."""
         allowed = [k for k in table if k.startswith(prefixes)
                    and table[k]["A"]["false_refusal"] <= MAX_FALSE_REFUSAL + 1e-9]
+        if not allowed:
+            return None
         return min(allowed, key=lambda k: (table[k]["A"]["confabulation"], -table[k]["A"]["contains_gold"]))
 
-    chosen = {
+    picks = {
         "generated, any policy": best("flag", "quote", "refuse"),
         "generated, quote": best("quote"),
         "generated, refuse": best("refuse"),
         "extractive": best("extractive"),
     }
+    # A policy none of whose settings keeps false refusals within the cap is reported as such.
+    chosen = {label: k for label, k in picks.items() if k is not None}
+    for label in picks.keys() - chosen.keys():
+        print(f"{label}: no setting keeps false refusals at most {MAX_FALSE_REFUSAL:.0%} on half A")
     report = {
         "report": str(args.report),
         "questions": len(cases),
