@@ -45,6 +45,13 @@ def build_embedders(settings: Settings, default: Embedder, *, lazy: bool = False
     return EmbedderRegistry.loading(default, settings.embedding_batch_size, lazy=lazy)
 
 
+def build_store(settings: Settings) -> IndexStore:
+    """The index folder, writing each version with the FAISS index type RAGQA_INDEX_TYPE asks for."""
+    from app.core.store import IndexStore
+
+    return IndexStore(settings.index_dir, settings.vector_index_policy())
+
+
 def build_ingest_job(
     settings: Settings, store: IndexStore, embedder: Embedder, embedders: EmbedderRegistry | None = None
 ) -> IngestJob:
@@ -143,7 +150,7 @@ def build_services(
     """What one service process shares between requests; the real models unless given
     (``embedders``: the models that collections name, ``embedder`` its default)."""
     from app.api.services import Services
-    from app.core.store import CollectionCache, IndexStore
+    from app.core.store import CollectionCache
     from ingest.documents import DocumentService
 
     llm = llm or build_llm_client(settings)
@@ -151,7 +158,7 @@ def build_services(
         embedder = embedders.default
     embedder = embedder or build_embedder(settings)
     embedders = embedders or build_embedders(settings, embedder)
-    store = IndexStore(settings.index_dir, settings.vector_index_policy())
+    store = build_store(settings)
     collections = CollectionCache(store)
     # Uploads and queries share the service's models: each is loaded once per process.
     job = build_ingest_job(settings, store, embedder, embedders)

@@ -30,14 +30,14 @@ def ingest(
     """Sync a folder into a collection: add, update and delete only what changed.
 
     A folder with no document in it changes nothing (exit 0) unless --allow-empty."""
-    from app.core.store import IndexStore, StoreError
-    from app.wiring import build_embedder, build_ingest_job
+    from app.core.store import StoreError
+    from app.wiring import build_embedder, build_ingest_job, build_store
     from ingest.run import IngestError, IngestProgress
 
     settings = settings_for(index_dir)
     # Loaded when the first chunk needs embedding: re-ingesting an unchanged folder takes a second.
     embedder = build_embedder(settings, lazy=True)
-    job = build_ingest_job(settings, IndexStore(settings.index_dir, settings.vector_index_policy()), embedder)
+    job = build_ingest_job(settings, build_store(settings), embedder)
     progress = Progress(
         TextColumn("{task.description:>6}"),
         BarColumn(),
