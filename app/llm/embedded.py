@@ -155,10 +155,20 @@ class EmbeddedLLMServer:
             "False",
         ]
 
+    @staticmethod
+    def environment() -> dict[str, str]:
+        """Ours, less the variables llama.cpp's server reads as its settings (PORT, HOST, MODEL…,
+        any case): they override its command line, so a PORT set for ragqa bound it to that port."""
+        from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+        settings = {name.lower() for name in (*ServerSettings.model_fields, *ModelSettings.model_fields)}
+        return {key: value for key, value in os.environ.items() if key.lower() not in settings}
+
     def start(self) -> str:
         log.info("starting the embedded LLM server on %s", self.base_url)
         self.process = subprocess.Popen(
             self.command(),
+            env=self.environment(),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
