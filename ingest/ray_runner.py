@@ -39,8 +39,11 @@ from ingest.run import (
     text_key,
 )
 
-# Documents per Ray task and per embedding call: small, so two actors share a small folder evenly.
-DOCUMENTS_PER_BATCH = 4
+# Documents per Ray task and per embedding call: enough batches for every actor to get several
+# (a small folder is shared evenly), at most this many documents (a batch's chunks are embedded in
+# one call, and its results travel together).
+MAX_DOCUMENTS_PER_BATCH = 16
+BATCHES_PER_WORKER = 4
 # A local cluster's shared-memory object store: it holds only the documents and vectors in flight
 # (Ray spills to disk beyond it), and this is a small machine shared with the service.
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
@@ -128,6 +131,11 @@ class _EmbeddingWorker:
         }
 
 
+def documents_per_batch(documents: int, workers: int) -> int:
+    """Documents per batch: BATCHES_PER_WORKER batches an actor where the folder allows."""
+    return max(1, min(MAX_DOCUMENTS_PER_BATCH, documents // (workers * BATCHES_PER_WORKER)))
+
+
 class RayDocumentPreparer:
     """``DocumentPreparer`` on a connected Ray cluster, with ``workers`` embedding actors of one CPU."""
 
@@ -153,16 +161,18 @@ class RayDocumentPreparer:
     def _dataset(self, work: PreparationWork) -> Any:
         """Load and split as tasks, then embed on the actors."""
         data = self.ray.data
+        per_batch = documents_per_batch(len(work.documents), self.workers)
+        workers = min(self.workers, -(-len(work.documents) // per_batch))  # no actor without a batch
         rows = [{"rel": rel, "path": str(path)} for rel, path in work.documents]
         loaded = data.from_items(rows).map_batches(
             _prepare_batch,
             fn_kwargs={"work": dataclasses.replace(work, documents=[], known_texts=frozenset())},
-            batch_size=DOCUMENTS_PER_BATCH,
+            batch_size=per_batch,
             batch_format="numpy",
             # No CPU reserved: the actors may hold every CPU of a small cluster, and tasks that
             # waited for one would never run.
             num_cpus=0,
-            compute=data.TaskPoolStrategy(size=self.workers),
+            compute=data.TaskPoolStrategy(size=workers),
         )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
@@ -175,10 +185,10 @@ class RayDocumentPreparer:
                     "known_texts": frozenset(work.known_texts),  # 16 bytes a chunk
                     "exit_on": os.environ.get(EXIT_ON_DOCUMENT_ENV),
                 },
-                batch_size=DOCUMENTS_PER_BATCH,
+                batch_size=per_batch,
                 batch_format="numpy",
                 num_cpus=1,
-                compute=data.ActorPoolStrategy(size=self.workers),
+                compute=data.ActorPoolStrategy(size=workers),
                 # Ray Data restarts a dead actor and retries its batch forever by default: a
                 # document that kills its worker would never end the run. Failing is safe, as
                 # nothing is written. (Ray's documented switch; deprecated for 2.64, no successor.)
