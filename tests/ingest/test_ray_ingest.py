@@ -6,6 +6,7 @@ ingest with the real embedding model; the fast ones need Ray installed but no cl
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -104,6 +105,27 @@ def test_a_local_ingest_never_imports_ray():
 
 
 # --- slow: a local Ray cluster and the real model ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_ray_without_an_address_ingests_on_a_local_cluster_of_its_own(tmp_path):
+    """Runs before the module's cluster starts: `--ray` alone starts one for the run, and stops it."""
+    result = ragqa(
+        "ingest",
+        str(SAMPLES),
+        "--collection",
+        "docs",
+        "--index-dir",
+        str(tmp_path),
+        "--ray",
+        "--ray-workers",
+        "1",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(last_line(result.stdout))
+    assert (summary["added"], summary["skipped"], summary["embedded"]) == (5, [], summary["chunks"])
+    assert IndexStore(tmp_path).load("docs").manifest.version == summary["version"]
 
 
 @pytest.fixture(scope="module")
