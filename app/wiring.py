@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from app.llm.protocol import ChatLLM
     from app.rag.pipeline import AskPipeline
     from app.rag.retrieval import Retriever
-    from ingest.run import IngestJob
+    from ingest.run import DocumentPreparer, IngestJob
 
 # Where a run that never calls the LLM (eval --retrieval-only) says the LLM would be.
 UNUSED_LLM_URL = "http://127.0.0.1:9/v1"
@@ -53,11 +53,18 @@ def build_store(settings: Settings) -> IndexStore:
 
 
 def build_ingest_job(
-    settings: Settings, store: IndexStore, embedder: Embedder, embedders: EmbedderRegistry | None = None
+    settings: Settings,
+    store: IndexStore,
+    embedder: Embedder,
+    embedders: EmbedderRegistry | None = None,
+    *,
+    prepare: DocumentPreparer | None = None,
 ) -> IngestJob:
     """Unless RAGQA_EMBEDDING_MODEL is set, a new collection's model follows its text
-    (mostly Hangul: the multilingual model) and each collection keeps the model it has."""
-    from ingest.run import IngestJob
+    (mostly Hangul: the multilingual model) and each collection keeps the model it has.
+    ``prepare``: where a folder's changed documents are loaded, split and embedded (None: here;
+    ``ingest.ray_runner.ray_preparer``: on Ray)."""
+    from ingest.run import IngestJob, prepare_locally
     from ingest.splitting import TextSplitter
 
     return IngestJob(
@@ -67,6 +74,7 @@ def build_ingest_job(
         max_file_bytes=settings.ingest_max_file_bytes,
         embedders=embedders or build_embedders(settings, embedder, lazy=True),
         choose_model=not settings.embedding_model_explicit,
+        prepare=prepare or prepare_locally,
     )
 
 

@@ -6,6 +6,11 @@ A run works in two passes under the collection's writer lock:
 2. build: load, split and embed the new and changed documents one at a time, in embedding
    batches, into a copy of the live index; then write it as a new version.
 
+Pass 2's per-document work (read, load, split; see ``prepare_document``) runs here, or
+elsewhere through a ``DocumentPreparer``: ``ingest/ray_runner.py`` runs it on a Ray cluster and
+embeds there too. Either way the documents come back in order to the same version builder, which
+gives out the chunk ids and writes the version.
+
 Nothing is loaded beyond the manifest when nothing changed, and no chunk text is embedded
 twice: texts already in the collection or earlier in the run reuse their stored vector.
 """
@@ -14,10 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import faiss
 import numpy as np
@@ -46,7 +51,7 @@ from app.core.store import (
 from ingest import curation
 from ingest.discovery import discover
 from ingest.loaders import MAX_FILE_BYTES, LoadedText, SkipDocument, check_loadable, load_bytes
-from ingest.splitting import TextSplitter
+from ingest.splitting import TextPiece, TextSplitter
 
 # Near-duplicate pairs listed in the summary; the total count is always given.
 MAX_NEAR_DUPLICATES_LISTED = 50
@@ -93,6 +98,73 @@ class IngestSummary:
         return asdict(self)
 
 
+@dataclass
+class PreparedDocument:
+    """A new or changed document after pass 2's per-document work: read, loaded and split."""
+
+    sha256: str  # of the bytes loaded (the file may have changed since pass 1 hashed it)
+    loaded: LoadedText
+    pieces: list[TextPiece]
+    # Text key (``text_key``) -> vector of chunk texts embedded where the document was prepared
+    # (a Ray worker); empty when the version builder embeds them itself.
+    vectors: dict[bytes, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreparationWork:
+    """What a ``DocumentPreparer`` needs: the documents, and how this run splits and embeds them."""
+
+    documents: list[tuple[str, Path]]  # (name in the collection, file), in the order they are added
+    splitter: SplitterInfo
+    max_file_bytes: int
+    embedding_model: str
+    embedding_batch_size: int
+    # Keys of the indexed texts whose vectors the collection holds already: never embedded again.
+    known_texts: Set[bytes]
+
+
+class DocumentPreparer(Protocol):
+    """Pass 2's per-document work, done elsewhere: for each document of ``work``, in order, its
+    name and its ``PreparedDocument``, or the reason it was skipped."""
+
+    def __call__(self, work: PreparationWork) -> Iterator[tuple[str, PreparedDocument | str]]: ...
+
+
+def prepare_document(rel: str, path: Path, splitter: TextSplitter, max_file_bytes: int) -> PreparedDocument:
+    """Read, load and split one document; SkipDocument or OSError when it cannot be read."""
+    data = path.read_bytes()
+    loaded = load_bytes(rel, data, max_file_bytes)
+    return PreparedDocument(hashlib.sha256(data).hexdigest(), loaded, splitter.split(loaded.text))
+
+
+def document_chunks(rel: str, doc: PreparedDocument, ids: Iterable[int]) -> list[Chunk]:
+    """The chunks of a prepared document, with these ids."""
+    loaded = doc.loaded
+    return [
+        Chunk(cid, rel, p.start, p.text, loaded.page_at(p.start), loaded.title, _section(loaded, p.start))
+        for cid, p in zip(ids, doc.pieces)
+    ]
+
+
+def skip_reason(exc: Exception) -> str | None:
+    """Why a document is skipped when reading or loading it raised ``exc``; None: not a skip."""
+    if isinstance(exc, SkipDocument):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"unreadable: {exc.strerror or exc}"
+    return None
+
+
+def prepare_locally(work: PreparationWork) -> Iterator[tuple[str, PreparedDocument | str]]:
+    """``DocumentPreparer`` in this process, one document at a time; the builder embeds."""
+    splitter = TextSplitter.from_info(work.splitter)
+    for rel, path in work.documents:
+        try:
+            yield rel, prepare_document(rel, path, splitter, work.max_file_bytes)
+        except (SkipDocument, OSError) as exc:
+            yield rel, skip_reason(exc) or str(exc)
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -101,7 +173,7 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _text_key(text: str) -> bytes:
+def text_key(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
@@ -149,10 +221,11 @@ class _VersionBuilder:
         # chunks removed from the copy, so a re-split or moved text is never re-embedded.
         old_header = current.manifest.splitter.header
         self.known: dict[bytes, tuple[faiss.Index, int]] = {
-            _text_key(indexed_text(c, old_header)): (current.index, c.id) for c in current.chunks.values()
+            text_key(indexed_text(c, old_header)): (current.index, c.id) for c in current.chunks.values()
         }
         self.pending: list[Chunk] = []
         self.added_ids: list[int] = []
+        self.prepared_vectors: dict[bytes, np.ndarray] = {}  # embedded where documents were prepared
 
     def remove(self, rel: str) -> None:
         entry = self.manifest.documents.pop(rel)
@@ -161,20 +234,17 @@ class _VersionBuilder:
             for cid in entry.chunk_ids:
                 del self.chunks[cid]
 
-    def add(self, rel: str, sha256: str, loaded: LoadedText) -> None:
-        text = loaded.text
-        pieces = self.splitter.split(text)
+    def add(self, rel: str, doc: PreparedDocument) -> None:
+        text = doc.loaded.text
         first = self.manifest.next_chunk_id
-        ids = list(range(first, first + len(pieces)))
-        self.manifest.next_chunk_id += len(pieces)
+        ids = list(range(first, first + len(doc.pieces)))
+        self.manifest.next_chunk_id += len(doc.pieces)
         hangul, letters = letter_counts(text)
         self.manifest.documents[rel] = DocumentEntry(
-            sha256=sha256, chunk_ids=ids, chars=len(text), letters=letters, hangul_letters=hangul
+            sha256=doc.sha256, chunk_ids=ids, chars=len(text), letters=letters, hangul_letters=hangul
         )
-        self.pending += [
-            Chunk(cid, rel, p.start, p.text, loaded.page_at(p.start), loaded.title, _section(loaded, p.start))
-            for cid, p in zip(ids, pieces)
-        ]
+        self.pending += document_chunks(rel, doc, ids)
+        self.prepared_vectors.update(doc.vectors)
         if len(self.pending) >= self.embedder.batch_size:
             self.flush()
 
@@ -183,14 +253,14 @@ class _VersionBuilder:
         if not self.pending:
             return
         texts = [indexed_text(c, self.header) for c in self.pending]
-        to_embed = list(dict.fromkeys(t for t in texts if _text_key(t) not in self.known))
-        fresh = self.embedder.embed_documents(to_embed) if to_embed else None
+        to_embed = list(dict.fromkeys(t for t in texts if text_key(t) not in self.known))
+        fresh = self._embed(to_embed) if to_embed else None
         self.summary.embedded += len(to_embed)
-        fresh_row = {_text_key(t): row for row, t in enumerate(to_embed)}
+        fresh_row = {text_key(t): row for row, t in enumerate(to_embed)}
         vectors = np.empty((len(self.pending), self.embedder.dim), dtype=np.float32)
         used: set[bytes] = set()
         for i, text in enumerate(texts):
-            key = _text_key(text)
+            key = text_key(text)
             if key in fresh_row:
                 vectors[i] = fresh[fresh_row[key]]
                 self.summary.reused += key in used  # a second copy within this batch
@@ -203,15 +273,28 @@ class _VersionBuilder:
         self.index.add_with_ids(vectors, ids)
         for chunk, text in zip(self.pending, texts):
             self.chunks[chunk.id] = chunk
-            self.known.setdefault(_text_key(text), (self.index, chunk.id))
+            self.known.setdefault(text_key(text), (self.index, chunk.id))
         self.added_ids += ids.tolist()
         self.progress.chunks_done += len(self.pending)
         self.pending = []
         if self.on_progress:
             self.on_progress(self.progress)
 
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors of ``texts``: taken from ``prepared_vectors`` where a preparer embedded them,
+        embedded here otherwise."""
+        keys = [text_key(t) for t in texts]
+        missing = [t for t, key in zip(texts, keys) if key not in self.prepared_vectors]
+        embedded = iter(self.embedder.embed_documents(missing) if missing else ())
+        vectors = np.empty((len(texts), self.embedder.dim), dtype=np.float32)
+        for i, key in enumerate(keys):
+            prepared = self.prepared_vectors.pop(key, None)
+            vectors[i] = prepared if prepared is not None else next(embedded)
+        return vectors
+
     def result(self) -> CollectionIndex:
         self.flush()
+        self.prepared_vectors.clear()
         return CollectionIndex(self.manifest, self.index, self.chunks)
 
 
@@ -226,12 +309,14 @@ class IngestJob:
         near_duplicate_cosine: float = curation.NEAR_DUPLICATE_COSINE,
         embedders: EmbedderRegistry | None = None,
         choose_model: bool = False,
+        prepare: DocumentPreparer = prepare_locally,
     ):
         """``embedder`` embeds new collections; with ``choose_model`` (no model set explicitly),
         a folder or first upload whose letters are mostly Hangul gets the multilingual model
         instead, from ``embedders``, and a folder re-ingested into a collection is re-embedded
         when the rule's choice differs from its model. A collection is otherwise always written
-        with the model its manifest names."""
+        with the model its manifest names. ``prepare`` does pass 2's per-document work of folder
+        ingests (``prepare_locally``, or on Ray: ``ingest/ray_runner.py``)."""
         self.store = store
         self.embedder = embedder
         self.embedders = embedders or EmbedderRegistry(embedder)
@@ -239,6 +324,7 @@ class IngestJob:
         self.splitter = splitter
         self.max_file_bytes = max_file_bytes
         self.near_duplicate_cosine = near_duplicate_cosine
+        self.prepare = prepare
 
     def run(
         self,
@@ -387,12 +473,21 @@ class IngestJob:
             for rel in gone:
                 builder.remove(rel)
             summary.deleted = len(gone)
-            for rel, path in changed:
-                read = self._unless_skipped(summary, rel, old_docs, lambda: self._load(rel, path))
+            # Uploads (a few files, while the service answers) are always prepared in-process.
+            prepare = self.prepare if whole_folder else prepare_locally
+            work = PreparationWork(
+                changed,
+                splitter.info,
+                self.max_file_bytes,
+                embedder.model_id,
+                embedder.batch_size,
+                builder.known.keys(),
+            )
+            for rel, prepared in prepare(work):
                 progress.files_done += 1
-                if read is None:
+                if isinstance(prepared, str):
+                    self._skip(summary, rel, prepared, old_docs)
                     continue
-                data, loaded = read
                 if rel in builder.manifest.documents:
                     builder.remove(rel)
                     summary.updated += 1
@@ -400,8 +495,8 @@ class IngestJob:
                     summary.updated += 1
                 else:
                     summary.added += 1
-                builder.add(rel, hashlib.sha256(data).hexdigest(), loaded)
-                del data, loaded, read
+                builder.add(rel, prepared)
+                del prepared
             updated = builder.result()
 
             pairs = curation.near_duplicates(updated, builder.added_ids, self.near_duplicate_cosine)
@@ -430,21 +525,14 @@ class IngestJob:
         check_loadable(rel, path.stat().st_size, self.max_file_bytes)
         return _sha256_file(path)
 
-    def _load(self, rel: str, path: Path):
-        """Pass 2: the file's bytes and its loaded text."""
-        data = path.read_bytes()
-        return data, load_bytes(rel, data, self.max_file_bytes)
-
     def _unless_skipped(
         self, summary: IngestSummary, rel: str, old_docs: dict, step: Callable[[], T]
     ) -> T | None:
         """``step()``, or None with the document recorded as skipped when it cannot be read."""
         try:
             return step()
-        except SkipDocument as exc:
-            self._skip(summary, rel, str(exc), old_docs)
-        except OSError as exc:
-            self._skip(summary, rel, f"unreadable: {exc.strerror or exc}", old_docs)
+        except (SkipDocument, OSError) as exc:
+            self._skip(summary, rel, skip_reason(exc) or str(exc), old_docs)
         return None
 
     @staticmethod

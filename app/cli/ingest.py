@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -26,6 +27,24 @@ def ingest(
     allow_empty: Annotated[
         bool, typer.Option(help="sync a folder with no document: removes every document of the collection")
     ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="load, split and embed the changed documents on Ray (the `ray` extra): a local cluster"
+            " started for this run unless --ray-address",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="the Ray cluster to run on: its head's host:port, or auto; implies --ray"),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="embedding actors on Ray, one CPU each (default: one per CPU of the cluster)"
+        ),
+    ] = None,
 ) -> None:
     """Sync a folder into a collection: add, update and delete only what changed.
 
@@ -35,9 +54,12 @@ def ingest(
     from ingest.run import IngestError, IngestProgress
 
     settings = settings_for(index_dir)
+    use_ray = ray or ray_address is not None
+    if ray_workers is not None and not use_ray:
+        err.print("[red]--ray-workers needs --ray[/red]")
+        raise typer.Exit(2)
     # Loaded when the first chunk needs embedding: re-ingesting an unchanged folder takes a second.
     embedder = build_embedder(settings, lazy=True)
-    job = build_ingest_job(settings, build_store(settings), embedder)
     progress = Progress(
         TextColumn("{task.description:>6}"),
         BarColumn(),
@@ -53,10 +75,22 @@ def ingest(
         progress.update(chunks_task, completed=p.chunks_done)
 
     try:
-        with progress:
-            summary = job.run(
-                path, collection, prune=prune, outliers=outliers, on_progress=on_progress, allow_empty=allow_empty
-            )
+        with contextlib.ExitStack() as stack:
+            prepare = None
+            if use_ray:
+                from ingest.ray_runner import ray_preparer  # Ray is imported only with --ray
+
+                prepare = stack.enter_context(ray_preparer(ray_address, ray_workers))
+            job = build_ingest_job(settings, build_store(settings), embedder, prepare=prepare)
+            with progress:
+                summary = job.run(
+                    path,
+                    collection,
+                    prune=prune,
+                    outliers=outliers,
+                    on_progress=on_progress,
+                    allow_empty=allow_empty,
+                )
     except (IngestError, StoreError, ValueError) as exc:
         err.print(f"[red]ingest failed:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
@@ -69,7 +103,9 @@ def ingest(
         )
         raise typer.Exit(2) from exc
     if summary.reason:
-        err.print(f"[yellow]nothing ingested:[/yellow] {summary.reason}; --allow-empty empties it", soft_wrap=True)
+        err.print(
+            f"[yellow]nothing ingested:[/yellow] {summary.reason}; --allow-empty empties it", soft_wrap=True
+        )
 
     if summary.reembedded:
         err.print(f"[yellow]re-embedded:[/yellow] {summary.reembedded}", soft_wrap=True)
