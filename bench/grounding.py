@@ -6,7 +6,8 @@
 The report must come from ``ragqa eval --refusal-min-score -1`` (every question reached the
 LLM), so each answer, its sources and its ``top_score`` are on record. Each answer is replayed
 through ``app.rag.grounding.Grounder`` under a grid of (retrieval threshold, support threshold,
-policy for unsupported answers), and extractive mode under each retrieval threshold. The
+policy for unsupported answers, quote threshold), and extractive mode under each (retrieval
+threshold, quote threshold). The
 questions are split in two halves by article (sha1 of the doc name): the half A picks the
 setting with the least confabulation whose false refusals stay at most 5 %, half B reports it.
 
@@ -28,11 +29,13 @@ from pathlib import Path
 from app.core.embeddings import load_embedding_model
 from app.core.store import IndexStore
 from app.evaluation.metrics import contains_gold
-from app.rag.grounding import Grounder, UnsupportedAnswer
+from app.rag.grounding import Grounder, SentenceVectorCache, UnsupportedAnswer
 from app.rag.retrieval import Passage
 
 REFUSAL_THRESHOLDS = [-1.0, 0.2, 0.25, 0.3, 0.325, 0.35, 0.4, 0.45, 0.5]
 SUPPORT_THRESHOLDS = [0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8]
+# The least cosine between the question and a quote's first sentence (-1: off).
+QUOTE_THRESHOLDS = [-1.0, 0.3, 0.35, 0.4, 0.45, 0.5]
 MAX_FALSE_REFUSAL = 0.05
 
 
@@ -78,21 +81,37 @@ def score(outcomes: list[tuple[dict, dict]]) -> dict:
 
 
 def sweep(cases: list[dict], grounders: dict) -> dict[str, list[tuple[dict, dict]]]:
-    """Outcomes per setting name, over all cases."""
+    """Outcomes per setting name, over all cases. Each grounder runs once per case; the
+    retrieval threshold only decides which of those answers become refusals."""
     results: dict[str, list] = {}
-    for r in REFUSAL_THRESHOLDS:
-        for case in cases:
-            below = case["top_score"] < r
-            for name, (grounder, extractive) in grounders.items():
-                key = f"{name}@r={r}"
-                if below:
-                    g = grounder.refusal(case["question"])
-                elif extractive:
-                    g = grounder.quote(case["question"], case["passages"])
+    for case in cases:
+        refusal = None
+        for name, (grounder, extractive) in grounders.items():
+            if extractive:
+                g = grounder.quote(case["question"], case["passages"])
+            else:
+                g = grounder.run(case["question"], case["passages"], case["answer"])
+            for r in REFUSAL_THRESHOLDS:
+                if case["top_score"] < r:
+                    refusal = refusal or grounder.refusal(case["question"])
+                    out = outcome(case, refusal)
                 else:
-                    g = grounder.run(case["question"], case["passages"], case["answer"])
-                results.setdefault(key, []).append((case, outcome(case, g)))
+                    out = outcome(case, g)
+                results.setdefault(f"{name}@r={r}", []).append((case, out))
     return results
+
+
+class QuestionsCached(SentenceVectorCache):
+    """Also keeps question vectors: the sweep asks each grounder about the same question."""
+
+    def __init__(self, embedder):
+        super().__init__(embedder)
+        self.questions: dict[str, object] = {}
+
+    def embed_query(self, text: str):
+        if text not in self.questions:
+            self.questions[text] = super().embed_query(text)
+        return self.questions[text]
 
 
 def timings(cases: list[dict], embedder) -> dict:
@@ -121,18 +140,25 @@ def main() -> None:
     embedder = load_embedding_model(args.embedding_model)
     cases = load_cases(args.report, IndexStore(args.index_dir), args.collection)
     timing = timings(cases, embedder)
-    grounders = {"extractive": (Grounder(embedder), True)}
+    # One cache of vectors for every grounder: each sentence and question is embedded once.
+    shared = QuestionsCached(embedder)
+    grounders = {}
+    for q in QUOTE_THRESHOLDS:
+        grounders[f"extractive@q={q}"] = (Grounder(shared, quote_min_score=q), True)
     for t in SUPPORT_THRESHOLDS:
         for policy in UnsupportedAnswer:
-            grounders[f"{policy.value}@s={t}"] = (
-                Grounder(embedder, on_unsupported=policy, support_min=t), False
-            )
+            # The quote threshold only acts where a quote is given.
+            for q in QUOTE_THRESHOLDS if policy is UnsupportedAnswer.quote else [-1.0]:
+                grounders[f"{policy.value}@s={t}@q={q}"] = (
+                    Grounder(shared, on_unsupported=policy, support_min=t, quote_min_score=q),
+                    False,
+                )
     results = sweep(cases, grounders)
     table = {
         key: {half: score([(c, o) for c, o in outs if half_of(c["doc"]) == half]) for half in "AB"}
         for key, outs in results.items()
     }
-    as_run = table["flag@s=0.6@r=-1.0"]
+    as_run = table["flag@s=0.6@q=-1.0@r=-1.0"]
 
     def best(*prefixes: str) -> str | None:
         """The least confabulation on half A within the false-refusal cap; None if no setting keeps it."""

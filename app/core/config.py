@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     # An answer sentence is supported when a passage sentence scores this (half cosine, half
     # term containment); unset: the value calibrated for the embedding model.
     support_min_score: float | None = Field(None, ge=0.0, le=1.0)
+    # A quote (extractive mode, or a generated answer replaced by the evidence) is given only
+    # when its first sentence reaches this cosine with the question; below it, the refusal.
+    # -1: off, as for both bundled models (`python -m bench.grounding`, docs/grounding.md).
+    quote_min_score: float = Field(-1.0, ge=-1.0, le=1.0)
     # Sentences an extractive answer (or a quote) is made of.
     quote_sentences: int = Field(2, ge=1, le=5)
     # Exemplars for one/few-shot prompts: "similarity" picks the k nearest to each question

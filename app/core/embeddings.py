@@ -43,22 +43,29 @@ class ModelProfile:
     """What ragqa knows of an embedding model: the languages its vectors are good for (None: any,
     or not known) and the defaults of the thresholds that compare its cosines, used where the
     setting is not given explicitly (RAGQA_REFUSAL_MIN_SCORE, RAGQA_MIN_RELEVANCE,
-    RAGQA_SUPPORT_MIN_SCORE; ``support_min_score`` None: ``app.rag.evidence.SUPPORT_MIN``)."""
+    RAGQA_SUPPORT_MIN_SCORE, RAGQA_QUOTE_MIN_SCORE; ``support_min_score`` None:
+    ``app.rag.evidence.SUPPORT_MIN``)."""
 
     languages: frozenset[str] | None
     refusal_min_score: float
     min_relevance: float
     support_min_score: float | None = None
+    quote_min_score: float = -1.0  # -1: every quote that passes the other checks is given
 
 
 # all-MiniLM-L6-v2's values were calibrated on squad-v2.0-dev (docs/prompting.md, docs/grounding.md).
 # The multilingual USE's cosines run lower (median best cosine of an answerable Korean question
 # 0.35): its two retrieval thresholds refuse the same share of answerable questions on the Korean
 # sets as MiniLM's do on squad-v2.0 (bench/model_thresholds.py, docs/retrieval.md "Thresholds per
-# model"). Its support threshold is not recalibrated yet: SUPPORT_MIN.
+# model"). Its support and quote thresholds are not calibrated (no Korean unanswerable questions
+# here): SUPPORT_MIN, and no quote threshold.
 DEFAULT_PROFILE = ModelProfile(None, refusal_min_score=0.325, min_relevance=0.3)
 MODEL_PROFILES: dict[str, ModelProfile] = {
-    DEFAULT_EMBEDDING_MODEL: ModelProfile(frozenset({"en"}), refusal_min_score=0.325, min_relevance=0.3),
+    # support 0.75: bench/grounding.py on squad-v2.0-dev half A (docs/grounding.md); its quote
+    # threshold stays off: no value kept false refusals within 5 % there.
+    DEFAULT_EMBEDDING_MODEL: ModelProfile(
+        frozenset({"en"}), refusal_min_score=0.325, min_relevance=0.3, support_min_score=0.75
+    ),
     USE_MULTILINGUAL: ModelProfile(None, refusal_min_score=0.15, min_relevance=0.125),
 }
 
@@ -76,6 +83,7 @@ class Thresholds:
     refusal_min_score: float
     min_relevance: float
     support_min_score: float | None  # None: app.rag.evidence.SUPPORT_MIN
+    quote_min_score: float
 
 
 def thresholds_for(settings: Settings, model: str) -> Thresholds:
@@ -86,7 +94,10 @@ def thresholds_for(settings: Settings, model: str) -> Thresholds:
     def pick(name: str):
         return getattr(settings, name) if name in given else getattr(profile, name)
 
-    return Thresholds(pick("refusal_min_score"), pick("min_relevance"), pick("support_min_score"))
+    return Thresholds(
+        pick("refusal_min_score"), pick("min_relevance"), pick("support_min_score"),
+        pick("quote_min_score"),
+    )
 
 
 def covers(model: str, language: str) -> bool:

@@ -99,6 +99,9 @@ class Evidence:
     def __len__(self) -> int:
         return len(self.sentences)
 
+    def question_cosine(self, sentence: EvidenceSentence) -> float:
+        return float(self.vectors[self.sentences.index(sentence)] @ self.question_vector)
+
     def cosines(self, vector: np.ndarray) -> np.ndarray:
         if not len(self.sentences):
             return np.zeros(0, dtype=np.float32)
@@ -195,8 +198,9 @@ class SupportCheck:
         return self.checked > 0 and not self.unsupported
 
 
-# An answer sentence is supported when some passage sentence reaches this. Calibrated with
-# `ragqa support-curve` (docs/grounding.md); half cosine, half containment of its terms.
+# An answer sentence is supported when some passage sentence reaches this (half cosine, half
+# containment of its terms). Models calibrated by bench/grounding.py have their own value in
+# app.core.embeddings.MODEL_PROFILES; this is the rest's.
 SUPPORT_MIN = 0.6
 
 

@@ -80,7 +80,7 @@ class Grounding:
         return self.answer_source is AnswerSource.refused
 
 
-class _VectorCache:
+class SentenceVectorCache:
     """Sentence vectors by text, bounded: the passages of popular questions repeat."""
 
     def __init__(self, embedder: SentenceEmbedder, size: int = 20_000):
@@ -121,10 +121,13 @@ class Grounder:
         quote_sentences: int = QUOTE_SENTENCES,
         selector: SentenceSelector | None = None,
         refusal_min_score: float = -1.0,
+        quote_min_score: float = -1.0,
     ):
-        self.embedder = _VectorCache(embedder)
+        self.embedder = SentenceVectorCache(embedder)
         # Below this best retrieved cosine the pipeline refuses without asking the LLM.
         self.refusal_min_score = refusal_min_score
+        # A quote whose first sentence is further than this from the question is not given.
+        self.quote_min_score = quote_min_score
         self.on_unsupported = on_unsupported
         self.support_min = support_min
         self.min_relevance = min_relevance
@@ -144,6 +147,7 @@ class Grounder:
             min_relevance=thresholds.min_relevance,
             quote_sentences=settings.quote_sentences,
             refusal_min_score=thresholds.refusal_min_score,
+            quote_min_score=thresholds.quote_min_score,
         )
 
     def refusal(self, question: str) -> Grounding:
@@ -161,7 +165,7 @@ class Grounder:
             return self.refusal(question)
         evidence = evidence or self.evidence(question, passages)
         chosen = self.selector.select(evidence, self.quote_sentences)
-        if not chosen:
+        if not chosen or evidence.question_cosine(chosen[0]) < self.quote_min_score:
             return self.refusal(question)
         language = language_of(question)
         quoted_text = " ".join(s.text for s in chosen)

@@ -50,21 +50,25 @@ def test_english_model_on_korean_text_ranks_as_bm25_alone(tmp_path):
 
 
 def test_thresholds_are_the_models_unless_set(tmp_path):
-    usem3 = MODEL_PROFILES[USE_MULTILINGUAL]
+    names = ("refusal_min_score", "min_relevance", "support_min_score", "quote_min_score")
+
+    def values(t):
+        return tuple(getattr(t, n) for n in names)
+
     unset = fake_settings(tmp_path)
-    got = thresholds_for(unset, "usem3")
-    assert (got.refusal_min_score, got.min_relevance, got.support_min_score) == (
-        usem3.refusal_min_score, usem3.min_relevance, usem3.support_min_score,
-    )
-    mini = thresholds_for(unset, DEFAULT_EMBEDDING_MODEL)
-    assert (mini.refusal_min_score, mini.min_relevance, mini.support_min_score) == (0.325, 0.3, None)
+    for model in (USE_MULTILINGUAL, DEFAULT_EMBEDDING_MODEL):
+        assert values(thresholds_for(unset, model)) == values(MODEL_PROFILES[model])
+    assert values(thresholds_for(unset, "usem3")) == values(MODEL_PROFILES[USE_MULTILINGUAL])
     assert thresholds_for(unset, "my/own-model").refusal_min_score == DEFAULT_PROFILE.refusal_min_score
-    given = fake_settings(tmp_path, refusal_min_score=0.9, min_relevance=0.8, support_min_score=0.7)
+    given = fake_settings(
+        tmp_path, refusal_min_score=0.9, min_relevance=0.8, support_min_score=0.7, quote_min_score=0.6
+    )
     for model in ("usem3", DEFAULT_EMBEDDING_MODEL):
-        t = thresholds_for(given, model)
-        assert (t.refusal_min_score, t.min_relevance, t.support_min_score) == (0.9, 0.8, 0.7)
+        assert values(thresholds_for(given, model)) == (0.9, 0.8, 0.7, 0.6)
+    usem3 = MODEL_PROFILES[USE_MULTILINGUAL]
     grounder = Grounder.from_settings(unset, NamedFake(USE_MULTILINGUAL))
     assert grounder.refusal_min_score == usem3.refusal_min_score
+    assert grounder.quote_min_score == usem3.quote_min_score
     assert grounder.min_relevance == usem3.min_relevance
 
 

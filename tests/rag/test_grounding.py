@@ -64,3 +64,20 @@ def test_answer_of_only_a_marker_is_not_grounded():
     g = grounder().run("When?", PASSAGES, "[1]")
     assert g.answer_source is AnswerSource.generated and not g.grounded
     assert g.supported_share is None
+
+
+def test_a_quote_far_from_the_question_is_a_refusal():
+    question = "When was the Eiffel Tower finished?"
+    evidence = grounder().evidence(question, PASSAGES)
+    quoted = grounder().quote(question, PASSAGES)
+    first = next(s for s in evidence.sentences if s.text == quoted.citations[0].sentence)
+    cosine = evidence.question_cosine(first)
+    assert grounder(quote_min_score=cosine - 0.01).quote(question, PASSAGES).answer_source is AnswerSource.quoted
+    assert grounder(quote_min_score=cosine + 0.01).quote(question, PASSAGES).refused
+
+
+def test_the_quote_threshold_also_holds_for_a_replaced_answer():
+    g = grounder(UnsupportedAnswer.quote, quote_min_score=1.0).run(
+        "When was the Eiffel Tower finished?", PASSAGES, "Bananas grow on the moon."
+    )
+    assert g.refused and g.answer == REFUSALS[Language.en]
