@@ -8,7 +8,8 @@ answer with their first 1 or 2 sentences. The picker is the baseline the selecto
 between question and sentence plus half the share of the question's terms the sentence holds.
 Per set and per number of sentences it reports, over answerable questions: contains-gold (the
 answer holds a gold answer, ``app.evaluation.metrics.contains_gold``), mean answer words, and the
-ceiling (some sentence of the five passages holds a gold answer). A dataset folder holds docs/
+ceiling (some sentence of the five passages holds a gold answer), and the share of the questions
+each RAGQA_QUOTE_MIN_SCORE would refuse. A dataset folder holds docs/
 and questions.jsonl. ``--grid`` also scores a grid of selector weights and prints the best ones
 for every set at once (how ``SELECTOR_WEIGHTS`` was chosen).
 """
@@ -112,6 +113,22 @@ def score(selector: SentenceSelector, items, k: int) -> dict:
     }
 
 
+# RAGQA_QUOTE_MIN_SCORE values whose cost on answerable questions the report gives.
+QUOTE_THRESHOLDS = (0.3, 0.35, 0.4, 0.45)
+
+
+def quote_threshold_refusals(selector: SentenceSelector, items) -> dict[str, float]:
+    """Per quote threshold, the share of these (answerable) questions it would refuse: the
+    selector's first sentence has a lower cosine with the question."""
+    firsts = [
+        evidence.question_cosine(chosen[0]) if (chosen := selector.select(evidence, 1)) else -1.0
+        for _, evidence in items
+    ]
+    return {
+        str(t): round(100 * sum(c < t for c in firsts) / len(firsts), 1) for t in QUOTE_THRESHOLDS
+    }
+
+
 def grid(sets: dict[str, list]) -> list[dict]:
     """Every combination on a small grid; cosine is fixed at 1 (only ratios matter)."""
     axes = {
@@ -169,6 +186,7 @@ def main() -> None:
             "ceiling": round(100 * ceiling / len(items), 1),
             "picker": {k: score(picker, items, k) for k in SENTENCE_COUNTS},
             "selector": {k: score(selector, items, k) for k in SENTENCE_COUNTS},
+            "quote_threshold_refusals_pct": quote_threshold_refusals(selector, items),
             "seconds": round(time.perf_counter() - started, 1),
         }
         report["sets"][dataset.name] = row

@@ -1,7 +1,7 @@
 """The support check calibrated on one half of squad-v2.0-dev and measured on the other.
 
     python -m bench.grounding /work/reports/v20-gen.json --index-dir /work/indexes-eval \\
-        --collection squad20 --out grounding.json
+        --collection squad20 --out grounding.json   # and the curve, grounding.png
 
 The report must come from ``ragqa eval --refusal-min-score -1`` (every question reached the
 LLM), so each answer, its sources and its ``top_score`` are on record. Each answer is replayed
@@ -128,6 +128,33 @@ def timings(cases: list[dict], embedder) -> dict:
     return out
 
 
+def plot(table: dict, path: Path) -> None:
+    """Confabulation against false refusals on each half in extractive mode (the quote policy
+    lies on the same points): one line per quote threshold, the retrieval threshold along it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, half in zip(axes, "AB"):
+        for q in QUOTE_THRESHOLDS:
+            points = [table[f"extractive@q={q}@r={r}"][half] for r in REFUSAL_THRESHOLDS]
+            ax.plot(
+                [100 * p["false_refusal"] for p in points],
+                [100 * p["confabulation"] for p in points],
+                marker="o", markersize=3,
+                label=f"quote threshold {q}" if q > -1 else "no quote threshold",
+            )
+        ax.axvline(100 * MAX_FALSE_REFUSAL, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(f"squad-v2.0-dev half {half}")
+        ax.set_xlabel("false refusals, % of answerable")
+    axes[0].set_ylabel("confabulation, % of unanswerable")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("report", type=Path)
@@ -190,6 +217,7 @@ def main() -> None:
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
+        plot(table, args.out.with_suffix(".png"))
     print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2))
     print(f"\n{'setting chosen on A':<34} {'B: gold':>8} {'false ref':>9} {'confab':>7}")
     for label, k in chosen.items():
