@@ -48,7 +48,8 @@ from app.core.lexical import DEFAULT_TOKENIZER, KIWI_TOKENIZER, WHITESPACE_TOKEN
 from app.core.store import HEADER_RULES, CollectionIndex, IndexStore, indexed_text  # noqa: E402
 from app.evaluation import metrics  # noqa: E402
 from app.rag.retrieval import RetrievalMode, RetrievalOptions, Retriever  # noqa: E402
-from ingest.run import IngestJob  # noqa: E402
+from ingest.loaders import SkipDocument  # noqa: E402
+from ingest.run import IngestJob, PreparationWork, prepare_document, skip_reason  # noqa: E402
 from ingest.splitting import TextSplitter  # noqa: E402
 
 PEERS = [f"{peer}-{mode}" for peer in ("langchain", "haystack") for mode in ("dense", "bm25", "hybrid")]
@@ -76,6 +77,20 @@ class TextbookSplitter(TextSplitter):
 
 
 SPLITTERS = {"ragqa": TextSplitter, "textbook": TextbookSplitter}
+
+
+def prepare_with(splitter: TextSplitter):
+    """ingest.run.prepare_locally with this splitter object (which rebuilds ragqa's splitter from
+    the run's SplitterInfo, and so would never split as TextbookSplitter does)."""
+
+    def prepare(work: PreparationWork):
+        for rel, path in work.documents:
+            try:
+                yield rel, prepare_document(rel, path, splitter, work.max_file_bytes)
+            except (SkipDocument, OSError) as exc:
+                yield rel, skip_reason(exc) or str(exc)
+
+    return prepare
 
 
 class CachedQueries:
@@ -301,7 +316,9 @@ def main() -> None:
         started = time.perf_counter()
         header = None if args.chunk_header == "none" else args.chunk_header
         splitter = SPLITTERS[args.splitter](args.chunk_size, args.chunk_overlap, header)
-        summary = IngestJob(store, embedder, splitter).run(args.dataset / "docs", "bench")
+        summary = IngestJob(store, embedder, splitter, prepare=prepare_with(splitter)).run(
+            args.dataset / "docs", "bench"
+        )
         ingest_s = time.perf_counter() - started
         index = store.load("bench")
         if TOKENIZERS[args.tokenizer] != DEFAULT_TOKENIZER:

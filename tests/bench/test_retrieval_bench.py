@@ -184,6 +184,24 @@ def test_textbook_splitter_splits_as_the_langchain_peer(tmp_path):
     assert textbook.info.name != ours.info.name
 
 
+def test_textbook_splitter_is_what_the_bench_ingests(tmp_path):
+    from app.core.store import IndexStore
+    from bench.retrieval import TextbookSplitter, prepare_with
+    from ingest.run import IngestJob
+    from tests.fakes import FakeEmbedder
+
+    docs = _docs(tmp_path)
+    (docs / "long.txt").write_text(
+        " ".join(f"Sentence {i} says the sea holds {i * 7} fish." for i in range(120))
+    )
+    peer = LangChainTextbook(docs, DiskCache("fake", fake_vectors, tmp_path / "c.sqlite"))
+    splitter = TextbookSplitter(1000, 100)
+    store = IndexStore(tmp_path / "index")
+    IngestJob(store, FakeEmbedder(), splitter, prepare=prepare_with(splitter)).run(docs, "bench")
+    chunks = store.load("bench").chunks.values()
+    assert sorted((c.doc, c.text) for c in chunks) == sorted(peer.chunks)
+
+
 def test_parse_setting_takes_candidates_per_ranking():
     from bench.retrieval import parse_setting
 
