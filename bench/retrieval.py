@@ -10,8 +10,11 @@ Pipelines (``--pipeline``, repeatable; default all): ``ragqa`` (its defaults fro
 ``RAGQA_*`` env vars apply), ``langchain-{dense,bm25,hybrid}`` (the textbook LangChain pipeline) and
 ``haystack-{dense,bm25,hybrid}`` (Haystack 2.x defaults; needs ``pip install -e '.[bench]'``); both
 peers are described in bench/peers.py and use all-MiniLM-L6-v2. ``--setting`` adds ragqa variants,
-MODE[@DENSE_WEIGHT][+mmrDIVERSITY] with MODE one of dense, bm25, hybrid. ``--chunk-header`` and
-``--chunk-size``/``--chunk-overlap`` set ragqa's splitter (defaults: RAGQA_CHUNK_HEADER, _SIZE, _OVERLAP).
+MODE[@DENSE_WEIGHT][+mmrDIVERSITY][/cCANDIDATES] with MODE one of dense, bm25, hybrid (candidates per
+ranking: ``--candidates`` unless given). ``--chunk-header`` and
+``--chunk-size``/``--chunk-overlap`` set ragqa's splitter (defaults: RAGQA_CHUNK_HEADER, _SIZE, _OVERLAP);
+``--splitter textbook`` makes ragqa split as the textbook LangChain peer does (its default separators:
+paragraphs, lines, spaces, no sentence ends), to tell chunking from fusion apart.
 
 Metrics, all from app/evaluation/metrics.py, ranks counting passages: doc hit@k (a passage of the
 gold document among the first k), passage hit@5 (one of the first 5 passages is from the gold
@@ -33,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 # Run as a script, bench/ comes first on sys.path and bench/ingest.py would shadow the ingest package.
@@ -44,14 +48,49 @@ from app.core.lexical import DEFAULT_TOKENIZER, KIWI_TOKENIZER, WHITESPACE_TOKEN
 from app.core.store import HEADER_RULES, CollectionIndex, IndexStore, indexed_text  # noqa: E402
 from app.evaluation import metrics  # noqa: E402
 from app.rag.retrieval import RetrievalMode, RetrievalOptions, Retriever  # noqa: E402
-from ingest.run import IngestJob  # noqa: E402
+from ingest.loaders import SkipDocument  # noqa: E402
+from ingest.run import IngestJob, PreparationWork, prepare_document, skip_reason  # noqa: E402
 from ingest.splitting import TextSplitter  # noqa: E402
 
 PEERS = [f"{peer}-{mode}" for peer in ("langchain", "haystack") for mode in ("dense", "bm25", "hybrid")]
 PIPELINES = ["ragqa", *PEERS]
 
 TOKENIZERS = {"kiwi": KIWI_TOKENIZER, "whitespace": WHITESPACE_TOKENIZER}
-SETTING_RE = re.compile(r"^(dense|bm25|hybrid)(?:@([0-9.]+))?(?:\+mmr([0-9.]+))?$")
+SETTING_RE = re.compile(r"^(dense|bm25|hybrid)(?:@([0-9.]+))?(?:\+mmr([0-9.]+))?(?:/c([0-9]+))?$")
+
+
+class TextbookSplitter(TextSplitter):
+    """ragqa's splitter with LangChain's default separators (paragraphs, lines, spaces), as the
+    textbook peer splits; chunk size and overlap as given. Bench only: ingest never splits so."""
+
+    def __init__(self, chunk_size: int, chunk_overlap: int, header: str | None = None):
+        super().__init__(chunk_size, chunk_overlap, header)
+        self.info = self.info.model_copy(update={"name": "langchain_recursive_default"})
+
+    @cached_property
+    def _splitter(self):
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        return RecursiveCharacterTextSplitter(
+            chunk_size=self.info.chunk_size, chunk_overlap=self.info.chunk_overlap, add_start_index=True
+        )
+
+
+SPLITTERS = {"ragqa": TextSplitter, "textbook": TextbookSplitter}
+
+
+def prepare_with(splitter: TextSplitter):
+    """ingest.run.prepare_locally with this splitter object (which rebuilds ragqa's splitter from
+    the run's SplitterInfo, and so would never split as TextbookSplitter does)."""
+
+    def prepare(work: PreparationWork):
+        for rel, path in work.documents:
+            try:
+                yield rel, prepare_document(rel, path, splitter, work.max_file_bytes)
+            except (SkipDocument, OSError) as exc:
+                yield rel, skip_reason(exc) or str(exc)
+
+    return prepare
 
 
 class CachedQueries:
@@ -90,13 +129,13 @@ def read_questions(path: Path) -> list[dict]:
 def parse_setting(spec: str, candidates: int) -> RetrievalOptions:
     match = SETTING_RE.match(spec)
     if not match:
-        raise SystemExit(f"bad setting {spec!r}: use MODE[@DENSE_WEIGHT][+mmrDIVERSITY]")
-    mode, weight, diversity = match.groups()
+        raise SystemExit(f"bad setting {spec!r}: use MODE[@DENSE_WEIGHT][+mmrDIVERSITY][/cCANDIDATES]")
+    mode, weight, diversity, per_ranking = match.groups()
     return RetrievalOptions(
         mode=RetrievalMode(mode),
         dense_weight=float(weight) if weight else RetrievalOptions().dense_weight,
         diversity=float(diversity) if diversity else 0.0,
-        candidates=candidates,
+        candidates=int(per_ranking) if per_ranking else candidates,
     )
 
 
@@ -228,6 +267,12 @@ def main() -> None:
     parser.add_argument("--chunk-overlap", type=int, default=settings.chunk_overlap)
     parser.add_argument("--candidates", type=int, default=settings.retrieval_candidates)
     parser.add_argument(
+        "--splitter",
+        choices=sorted(SPLITTERS),
+        default="ragqa",
+        help="ragqa's sentence-end separators, or LangChain's defaults as the textbook peer uses",
+    )
+    parser.add_argument(
         "--chunk-header",
         choices=["none", *HEADER_RULES],
         default=settings.chunk_header,
@@ -270,8 +315,10 @@ def main() -> None:
         store = IndexStore(index_dir)
         started = time.perf_counter()
         header = None if args.chunk_header == "none" else args.chunk_header
-        splitter = TextSplitter(args.chunk_size, args.chunk_overlap, header)
-        summary = IngestJob(store, embedder, splitter).run(args.dataset / "docs", "bench")
+        splitter = SPLITTERS[args.splitter](args.chunk_size, args.chunk_overlap, header)
+        summary = IngestJob(store, embedder, splitter, prepare=prepare_with(splitter)).run(
+            args.dataset / "docs", "bench"
+        )
         ingest_s = time.perf_counter() - started
         index = store.load("bench")
         if TOKENIZERS[args.tokenizer] != DEFAULT_TOKENIZER:
@@ -286,6 +333,7 @@ def main() -> None:
             "chunk_header": args.chunk_header,
             "chunk_size": args.chunk_size,
             "chunk_overlap": args.chunk_overlap,
+            "splitter": args.splitter,
             "candidates": args.candidates,
             "chunks": summary.chunks,
             "ingest_seconds": round(ingest_s, 1),

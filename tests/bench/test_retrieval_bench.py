@@ -61,7 +61,9 @@ def test_score_ndcg_from_qrels_counts_each_document_once():
 
 def test_read_qrels(tmp_path):
     assert read_qrels(tmp_path) is None
-    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\ta.txt\t1\nq1\tb.txt\t2\nq2\ta.txt\t0\n")
+    (tmp_path / "qrels.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\ta.txt\t1\nq1\tb.txt\t2\nq2\ta.txt\t0\n"
+    )
     assert read_qrels(tmp_path) == {"q1": {"a.txt": 1.0, "b.txt": 2.0}, "q2": {"a.txt": 0.0}}
 
 
@@ -158,3 +160,54 @@ def test_retrieval_bench_smoke(tmp_path):
     for r in report["results"].values():
         assert r["questions"] == 5 and 0 <= r["passage_hit@5"] <= r["hit@5"] <= 1
     assert "| haystack-hybrid |" in done.stdout
+
+
+def test_textbook_splitter_splits_as_the_langchain_peer(tmp_path):
+    from bench.retrieval import TextbookSplitter
+    from ingest.splitting import TextSplitter
+
+    docs = _docs(tmp_path)
+    # One paragraph, no line breaks: the textbook splitter cuts between words, ragqa's at sentence ends.
+    (docs / "long.txt").write_text(
+        " ".join(f"Sentence {i} says the sea holds {i * 7} fish." for i in range(120))
+    )
+    peer = LangChainTextbook(docs, DiskCache("fake", fake_vectors, tmp_path / "c.sqlite"))
+    textbook, ours = TextbookSplitter(1000, 100), TextSplitter(1000, 100)
+    for name in ("sea.txt", "long.txt"):
+        text = (docs / name).read_text()
+        pieces = textbook.split(text)
+        assert [p.text for p in pieces] == [c for d, c in peer.chunks if d == name]
+        assert all(text[p.start : p.start + len(p.text)] == p.text for p in pieces)
+    long_text = (docs / "long.txt").read_text()
+    assert all(p.text.endswith(".") for p in ours.split(long_text))
+    assert not all(p.text.endswith(".") for p in textbook.split(long_text))
+    assert textbook.info.name != ours.info.name
+
+
+def test_textbook_splitter_is_what_the_bench_ingests(tmp_path):
+    from app.core.store import IndexStore
+    from bench.retrieval import TextbookSplitter, prepare_with
+    from ingest.run import IngestJob
+    from tests.fakes import FakeEmbedder
+
+    docs = _docs(tmp_path)
+    (docs / "long.txt").write_text(
+        " ".join(f"Sentence {i} says the sea holds {i * 7} fish." for i in range(120))
+    )
+    peer = LangChainTextbook(docs, DiskCache("fake", fake_vectors, tmp_path / "c.sqlite"))
+    splitter = TextbookSplitter(1000, 100)
+    store = IndexStore(tmp_path / "index")
+    IngestJob(store, FakeEmbedder(), splitter, prepare=prepare_with(splitter)).run(docs, "bench")
+    chunks = store.load("bench").chunks.values()
+    assert sorted((c.doc, c.text) for c in chunks) == sorted(peer.chunks)
+
+
+def test_parse_setting_takes_candidates_per_ranking():
+    from bench.retrieval import parse_setting
+
+    plain = parse_setting("hybrid@0.5", 30)
+    assert (plain.mode.value, plain.dense_weight, plain.candidates) == ("hybrid", 0.5, 30)
+    short = parse_setting("hybrid@0.3+mmr0.2/c10", 30)
+    assert (short.dense_weight, short.diversity, short.candidates) == (0.3, 0.2, 10)
+    with pytest.raises(SystemExit):
+        parse_setting("hybrid/10", 30)
