@@ -162,11 +162,15 @@ def main() -> None:
     parser.add_argument("--collection", required=True)
     parser.add_argument("--embedding-model", default="sentence-transformers/all-MiniLM-L6-v2")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--timings-only", action="store_true", help="only time the check (seconds)")
     args = parser.parse_args()
 
     embedder = load_embedding_model(args.embedding_model)
     cases = load_cases(args.report, IndexStore(args.index_dir), args.collection)
     timing = timings(cases, embedder)
+    if args.timings_only:
+        print(json.dumps({"timings": timing}, indent=2))
+        return
     # One cache of vectors for every grounder: each sentence and question is embedded once.
     shared = QuestionsCached(embedder)
     grounders = {}
