@@ -1,7 +1,7 @@
 """Throughput under 64 concurrent clients: ragqa's /v1/ask against the LLM server it calls, alone.
 
     python bench/concurrency.py [--clients 64] [--duration 20] [--delay-ms 200] [--workers 1 2]
-                                [--backends torch onnx] [--baseline ../main]
+                                [--backends torch onnx] [--baseline ../main] [--llm-url URL --llm-model NAME]
 
 Starts bench/fixed_latency_llm.py (every completion takes a fixed 200 ms), ingests the sample
 documents into a temporary collection, starts `ragqa serve --workers W` in front of that LLM
@@ -9,8 +9,11 @@ documents into a temporary collection, starts `ragqa serve --workers W` in front
 number of closed-loop clients for the same time. Reports requests/s of each, the ratio
 ragqa / direct, and ragqa's own CPU per request: the CPU time of the serving processes (`ragqa
 serve` and its workers; not the LLM server, not the clients) over the run, divided by the
-requests answered. ``--baseline DIR`` adds the same runs of another checkout's code (its `app`
-first on PYTHONPATH; e.g. main), so that before and after share the machine's state.
+requests answered. The LLM server is driven directly before and after ragqa's runs (after a
+2 s warm-up each), and the ratio divides by the faster of the two. ``--llm-url`` puts a real server (vLLM) in the fixed-latency one's place:
+its direct side then gets the bare question, while ragqa's prompt holds the passages too.
+``--baseline DIR`` adds the same runs of another checkout's code (its `app` first on
+PYTHONPATH; e.g. main), so that before and after share the machine's state.
 
 Every request asks a question no earlier one asked (the sample questions with a running case
 number): ragqa keeps recent question vectors, and a bench that repeated four questions would
@@ -175,6 +178,12 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, help="also run another checkout's code (its app/ first on PYTHONPATH)"
     )
+    parser.add_argument(
+        "--llm-url", help="an OpenAI-compatible server to use instead of the fixed-latency one"
+    )
+    parser.add_argument(
+        "--llm-model", default="smollm2-135m", help="the model name it serves (with --llm-url)"
+    )
     parser.add_argument("--repeat-questions", action="store_true", help="the four sample questions, repeated")
     args = parser.parse_args()
     if min(args.workers) < 1:
@@ -188,27 +197,32 @@ def main() -> None:
         plans += [("baseline", str(args.baseline.resolve()), None, w) for w in args.workers]
 
     work = Path(tempfile.mkdtemp(prefix="ragqa-bench-concurrency-"))
-    llm_port = free_loopback_port()
-    llm = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "bench" / "fixed_latency_llm.py"),
-            "--port",
-            str(llm_port),
-            "--delay-ms",
-            str(args.delay_ms),
-        ],
-        stdout=(work / "llm.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    llm = None
+    if args.llm_url:
+        llm_url, llm_model = args.llm_url.rstrip("/"), args.llm_model
+    else:
+        llm_port = free_loopback_port()
+        llm_url, llm_model = f"http://127.0.0.1:{llm_port}/v1", "fixed-latency"
+        llm = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bench" / "fixed_latency_llm.py"),
+                "--port",
+                str(llm_port),
+                "--delay-ms",
+                str(args.delay_ms),
+            ],
+            stdout=(work / "llm.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
     api = None
     runs: list[dict] = []
     try:
         env = {
             **os.environ,
             "RAGQA_INDEX_DIR": str(work / "indexes"),
-            "RAGQA_LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-            "RAGQA_LLM_MODEL": "fixed-latency",
+            "RAGQA_LLM_BASE_URL": llm_url,
+            "RAGQA_LLM_MODEL": llm_model,
         }
         subprocess.run(
             [
@@ -223,11 +237,12 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        wait_until_up(f"http://127.0.0.1:{llm_port}/v1/models", llm)
+        if llm is not None:
+            wait_until_up(f"{llm_url}/models", llm)
 
         def direct_body(i: int) -> dict:
             return {
-                "model": "fixed-latency",
+                "model": llm_model,
                 "messages": [{"role": "user", "content": QUESTIONS[i % 4]}],
                 "max_tokens": 16,
             }
@@ -239,13 +254,14 @@ def main() -> None:
             question = QUESTIONS[n % 4] if args.repeat_questions else f"{QUESTIONS[n % 4][:-1]}, case {n}?"
             return {"question": question, "collection": "bench", "max_tokens": 16}
 
-        load_before = os.getloadavg()[0]
-        direct = asyncio.run(
-            drive(
-                f"http://127.0.0.1:{llm_port}/v1/chat/completions", direct_body, args.clients, args.duration
-            )
-        )
-        direct["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        def drive_direct() -> dict:
+            asyncio.run(drive(f"{llm_url}/chat/completions", direct_body, args.clients, 2.0))  # warm-up
+            load_before = os.getloadavg()[0]
+            side = asyncio.run(drive(f"{llm_url}/chat/completions", direct_body, args.clients, args.duration))
+            side["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+            return side
+
+        directs = [drive_direct()]
         for label, pythonpath, backend, workers in plans:
             name = f"{label}-{backend or 'own'}-{workers}"
             run_env = {**env, "PYTHONPATH": pythonpath}
@@ -271,20 +287,27 @@ def main() -> None:
             ragqa["cpu_ms_per_request"] = (
                 round(1000 * cpu_s / ragqa["requests"], 1) if ragqa["requests"] else None
             )
-            ratio = ragqa["requests_per_s"] / direct["requests_per_s"] if direct["requests_per_s"] else None
             runs.append(
                 {
                     "code": label,
                     "backend": backend,
                     "workers": workers,
                     "ragqa": ragqa,
-                    "ratio_ragqa_over_direct": round(ratio, 3) if ratio is not None else None,
                 }
             )
             stop(api)
             api = None
+        # The direct side again at the end: on a shared box its rate moves with the load, and
+        # the ratio divides by the faster of the two (the one less in ragqa's favour).
+        directs.append(drive_direct())
     finally:
         stop(api, llm)
+    direct = max(directs, key=lambda side: side["requests_per_s"])
+    for run in runs:
+        rate = run["ragqa"]["requests_per_s"]
+        run["ratio_ragqa_over_direct"] = (
+            round(rate / direct["requests_per_s"], 3) if direct["requests_per_s"] else None
+        )
 
     best = max(
         (run for run in runs if run["code"] == "ragqa"), key=lambda run: run["ragqa"]["requests_per_s"]
@@ -293,8 +316,10 @@ def main() -> None:
         "bench": "concurrency",
         "clients": args.clients,
         "duration_s": args.duration,
-        "llm_delay_ms": args.delay_ms,
+        "llm_delay_ms": None if args.llm_url else args.delay_ms,
+        "llm": {"url": llm_url, "model": llm_model} if args.llm_url else "bench/fixed_latency_llm.py",
         "direct": direct,
+        "direct_runs": directs,
         "ragqa": best["ragqa"],
         "ratio_ragqa_over_direct": best["ratio_ragqa_over_direct"],
         "best_workers": best["workers"],
@@ -310,9 +335,10 @@ def main() -> None:
         f"{'':34} {'req/s':>8} {'p50 ms':>8} {'errors':>7} {'ratio':>7} {'CPU ms/req':>10}  load before/after"
     )
     print(
-        f"{'LLM server directly':34} {direct['requests_per_s']:8.2f} {direct['p50_ms'] or 0:8.1f} {direct['errors']:7d}"
-        f" {'':7} {'':10}  {direct['load_avg_1m']}"
+        f"{'LLM server directly (best)':34} {direct['requests_per_s']:8.2f} {direct['p50_ms'] or 0:8.1f}"
+        f" {direct['errors']:7d} {'':7} {'':10}  {direct['load_avg_1m']}"
     )
+    print(f"{'  (first, last: req/s)':34} {', '.join(str(side['requests_per_s']) for side in directs)}")
     for run in runs:
         side = run["ragqa"]
         label = f"{run['code']} {run['backend'] or ''} --workers {run['workers']}".replace("  ", " ")
