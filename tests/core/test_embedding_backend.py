@@ -115,3 +115,24 @@ def test_compute_threads_limit_faiss():
         assert faiss.omp_get_max_threads() == 1
     finally:
         set_search_threads(before)
+
+
+def test_a_model_that_is_not_a_local_folder_runs_on_torch(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    made = []
+
+    class FakeHuggingFaceEmbeddings:
+        def __init__(self, model_name, **kwargs):
+            made.append(model_name)
+            self._client = types.SimpleNamespace(get_embedding_dimension=lambda: 5)
+
+    monkeypatch.setitem(
+        sys.modules,
+        "langchain_huggingface",
+        types.SimpleNamespace(HuggingFaceEmbeddings=FakeHuggingFaceEmbeddings),
+    )
+    model = embeddings._load_embedding_model("someone/hub-only-model", 8, "onnx", tmp_path)
+    assert (model.backend, model.dim, made) == ("torch", 5, ["someone/hub-only-model"])
+    assert not list(tmp_path.iterdir())  # nothing exported
