@@ -22,8 +22,10 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -193,6 +195,13 @@ def _export(folder: Path, backend: str, out: Path) -> None:
             )
 
 
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class OnnxSentenceEncoder:
     """An exported model on ONNX Runtime: tokenizer, graph, then unit-length vectors."""
 
@@ -222,6 +231,9 @@ class OnnxSentenceEncoder:
         self._session = ort.InferenceSession(
             str(export_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
+        # At most one inference per core at a time: each run has buffers of its own, and more
+        # at once on the same cores is not faster.
+        self._slots = threading.BoundedSemaphore(_usable_cores())
 
     def token_ids(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text).ids)
@@ -233,7 +245,8 @@ class OnnxSentenceEncoder:
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
-        return np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
+        with self._slots:
+            return np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Unit-length vectors, one row per text. Batches hold texts of similar length (less
