@@ -189,11 +189,12 @@ def main() -> None:
         services = Services.build(settings)
         app = create_app(settings, services)
         app.state.services = services  # the ASGI transport runs no lifespan
-        questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.requests)]
+        # Distinct questions, as in bench/concurrency.py: ragqa keeps recent question vectors.
+        questions = [f"{QUESTIONS[i % len(QUESTIONS)][:-1]}, case {i}?" for i in range(args.requests)]
         profiler = cProfile.Profile(time.process_time) if args.cprofile else None
 
         async def run() -> float:
-            await ask_many(app, QUESTIONS * 3, args.mode)  # warm-up: loads the collection, fills caches
+            await ask_many(app, [f"{q} (warm-up)" for q in QUESTIONS * 3], args.mode)  # loads the collection
             CPU.clear()
             CALLS.clear()
             started = time.process_time()
