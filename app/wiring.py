@@ -32,9 +32,14 @@ def build_embedder(settings: Settings, *, lazy: bool = False) -> Embedder:
     """The embedding model, loaded once per process; ``lazy``: on first use (ingest)."""
     from app.core.embeddings import LazyEmbeddingModel, load_embedding_model
 
+    model, batch, backend = (
+        settings.embedding_model,
+        settings.embedding_batch_size,
+        settings.embedding_backend,
+    )
     if lazy:
-        return LazyEmbeddingModel(settings.embedding_model, settings.embedding_batch_size)
-    return load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
+        return LazyEmbeddingModel(model, batch, backend, settings.onnx_cache_dir)
+    return load_embedding_model(model, batch, backend, settings.onnx_cache_dir)
 
 
 def build_embedders(settings: Settings, default: Embedder, *, lazy: bool = False) -> EmbedderRegistry:
@@ -42,7 +47,24 @@ def build_embedders(settings: Settings, default: Embedder, *, lazy: bool = False
     (``lazy``: when first embedding), at most two held at once."""
     from app.core.embeddings import EmbedderRegistry
 
-    return EmbedderRegistry.loading(default, settings.embedding_batch_size, lazy=lazy)
+    return EmbedderRegistry.loading(
+        default,
+        settings.embedding_batch_size,
+        lazy=lazy,
+        backend=settings.embedding_backend,
+        onnx_cache_dir=settings.onnx_cache_dir,
+    )
+
+
+def limit_compute_threads(settings: Settings) -> None:
+    """A service process: one embedding or FAISS search uses RAGQA_COMPUTE_THREADS threads
+    (requests run side by side in worker threads already)."""
+    if settings.compute_threads:
+        from app.core.embeddings import set_compute_threads
+        from app.core.vector_index import set_search_threads
+
+        set_compute_threads(settings.compute_threads)
+        set_search_threads(settings.compute_threads)
 
 
 def build_store(settings: Settings) -> IndexStore:
@@ -162,6 +184,7 @@ def build_services(
     from ingest.documents import DocumentService
 
     llm = llm or build_llm_client(settings)
+    limit_compute_threads(settings)
     if embedders is not None:
         embedder = embedders.default
     embedder = embedder or build_embedder(settings)

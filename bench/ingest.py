@@ -1,15 +1,19 @@
-"""Ingest throughput: ragqa's ingest job against raw SentenceTransformer.encode, in one run.
+"""Ingest throughput: ragqa's ingest job against the raw encoders it can run on, in one run.
 
-    python bench/ingest.py [--docs DIR] [--max-docs N] [--rounds R]
+    python bench/ingest.py [--docs DIR] [--max-docs N] [--rounds R] [--backends torch onnx onnx-int8]
 
-Both sides embed exactly the same chunks with the same model and batch size:
+Every side embeds exactly the same chunks with the same model and batch size:
 - ``ingest``: ``IngestJob.run`` (what ``ragqa ingest`` runs, minus process start and model
-  load): load, split, embed, build the FAISS index, write it atomically to a fresh folder;
-- ``raw``: ``SentenceTransformer.encode(chunks, batch_size, normalize_embeddings=True)`` on
-  the chunk texts that ingest wrote.
+  load) on the configured RAGQA_EMBEDDING_BACKEND: load, split, embed, build the FAISS index,
+  write it atomically to a fresh folder;
+- ``raw torch``: ``SentenceTransformer.encode(chunks, batch_size, normalize_embeddings=True)``
+  on the chunk texts that ingest wrote;
+- ``raw onnx`` / ``raw onnx-int8``: the ONNX Runtime encoder of that backend
+  (``OnnxSentenceEncoder.encode``) on the same texts.
 
-Rounds alternate the two sides so a noisy shared machine hurts both alike; the best round of
-each counts. Prints one JSON line, then a short table.
+Rounds alternate the order of the sides (ingest first, then the raw encoders; then the raw
+encoders first) so a noisy shared machine hurts all alike; the best round of each counts.
+Prints one JSON line, then a short table.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.config import Settings  # noqa: E402
+from app.core.config import EmbeddingBackend, Settings  # noqa: E402
 from app.core.embeddings import load_embedding_model  # noqa: E402
 from app.core.store import IndexStore  # noqa: E402
 from ingest.run import IngestJob  # noqa: E402
@@ -58,12 +63,31 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="folder of documents")
     parser.add_argument("--max-docs", type=int, default=10, help="first N files (sorted); 0 = all")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=get_args(EmbeddingBackend),
+        default=list(get_args(EmbeddingBackend)),
+        help="raw encoders to time beside ingest",
+    )
     args = parser.parse_args()
 
     settings = Settings()
-    embedder = load_embedding_model(settings.embedding_model, settings.embedding_batch_size)
-    model = embedder.embeddings._client  # the SentenceTransformer behind the LangChain wrapper
-    model.encode(["warm-up"] * 8, batch_size=8)
+    model_name, batch = settings.embedding_model, settings.embedding_batch_size
+    embedder = load_embedding_model(model_name, batch, settings.embedding_backend, settings.onnx_cache_dir)
+
+    def raw_encoder(backend: str):
+        model = load_embedding_model(model_name, batch, backend, settings.onnx_cache_dir)
+        if backend == "torch":
+            client = model.embeddings._client  # type: ignore[attr-defined]  # the SentenceTransformer
+            return lambda texts: client.encode(texts, batch_size=batch, normalize_embeddings=True)
+        encoder = model.embeddings.encoder  # type: ignore[attr-defined]  # the OnnxSentenceEncoder
+        return lambda texts: encoder.encode(texts, batch)
+
+    raws = {backend: raw_encoder(backend) for backend in args.backends}
+    for encode in raws.values():
+        encode(["warm-up"] * 8)
+    embedder.embed_documents(["warm-up"] * 8)
 
     work = Path(tempfile.mkdtemp(prefix="ragqa-bench-ingest-"))
     try:
@@ -73,7 +97,10 @@ def main() -> None:
         for path in files[: args.max_docs or None]:
             shutil.copy(path, docs / path.name)
 
-        ingest_s, raw_s, chunks = [], [], []
+        ingest_s: list[float] = []
+        raw_s: dict[str, list[float]] = {backend: [] for backend in raws}
+        chunks: list[str] = []
+        load = [round(os.getloadavg()[0], 2)]
         for round_ in range(args.rounds):
             index_dir = work / f"indexes-{round_}"
             job = IngestJob(
@@ -81,44 +108,67 @@ def main() -> None:
                 embedder,
                 TextSplitter(settings.chunk_size, settings.chunk_overlap, settings.chunk_header_rule),
             )
-            started = time.perf_counter()
-            summary = job.run(docs, "bench")
-            ingest_s.append(time.perf_counter() - started)
-            if summary.skipped:
-                raise SystemExit(f"documents skipped: {summary.skipped}")
 
-            chunks = [c.text for c in IndexStore(index_dir).load("bench").chunks.values()]
-            started = time.perf_counter()
-            model.encode(chunks, batch_size=settings.embedding_batch_size, normalize_embeddings=True)
-            raw_s.append(time.perf_counter() - started)
+            def run_ingest() -> None:
+                started = time.perf_counter()
+                summary = job.run(docs, "bench")
+                ingest_s.append(time.perf_counter() - started)
+                if summary.skipped:
+                    raise SystemExit(f"documents skipped: {summary.skipped}")
+
+            def run_raws() -> None:
+                for backend, encode in raws.items():
+                    started = time.perf_counter()
+                    encode(chunks)
+                    raw_s[backend].append(time.perf_counter() - started)
+
+            # Odd rounds put the raw encoders first: a load that changes during a round then
+            # favours no side every round.
+            if round_ % 2 and chunks:
+                run_raws()
+                run_ingest()
+            else:
+                run_ingest()
+                chunks = [c.text for c in IndexStore(index_dir).load("bench").chunks.values()]
+                run_raws()
             shutil.rmtree(index_dir)
+        load.append(round(os.getloadavg()[0], 2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     ingest_rate = len(chunks) / min(ingest_s)
-    raw_rate = len(chunks) / min(raw_s)
+    raw_rates = {backend: len(chunks) / min(seconds) for backend, seconds in raw_s.items()}
+    same_raw = raw_rates.get(settings.embedding_backend)
     result = {
         "bench": "ingest",
         "documents": min(len(files), args.max_docs or len(files)),
         "chunks": len(chunks),
         "rounds": args.rounds,
+        "ingest_backend": settings.embedding_backend,
         "ingest_seconds": [round(s, 2) for s in ingest_s],
-        "raw_encode_seconds": [round(s, 2) for s in raw_s],
+        "raw_encode_seconds": {b: [round(s, 2) for s in seconds] for b, seconds in raw_s.items()},
         "ingest_chunks_per_s": round(ingest_rate, 1),
-        "raw_encode_chunks_per_s": round(raw_rate, 1),
-        "ratio_ingest_over_raw": round(ingest_rate / raw_rate, 3),
+        "raw_encode_chunks_per_s": {b: round(rate, 1) for b, rate in raw_rates.items()},
+        "ratio_ingest_over_raw_same_backend": round(ingest_rate / same_raw, 3) if same_raw else None,
+        "ratio_ingest_over_raw_torch": round(ingest_rate / raw_rates["torch"], 3)
+        if "torch" in raw_rates
+        else None,
         "embedding_model": embedder.model_id,
-        "batch_size": settings.embedding_batch_size,
+        "batch_size": batch,
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
-        "machine": machine(),
+        "machine": {**machine(), "load_avg_1m_before_after": load},
     }
     print(json.dumps(result))
     print()
-    print(f"{'':28} {'chunks/s':>9}  best of {args.rounds} ({len(chunks)} chunks)")
-    print(f"{'ragqa ingest (IngestJob)':28} {ingest_rate:9.1f}")
-    print(f"{'SentenceTransformer.encode':28} {raw_rate:9.1f}")
-    print(f"{'ratio ingest / raw':28} {ingest_rate / raw_rate:9.3f}")
+    print(f"{'':36} {'chunks/s':>9}  best of {args.rounds} ({len(chunks)} chunks)")
+    print(f"{'ragqa ingest (IngestJob, ' + settings.embedding_backend + ')':36} {ingest_rate:9.1f}")
+    for backend, rate in raw_rates.items():
+        print(f"{'raw encode, ' + backend:36} {rate:9.1f}")
+    if same_raw:
+        print(f"{'ratio ingest / raw ' + settings.embedding_backend:36} {ingest_rate / same_raw:9.3f}")
+    if "torch" in raw_rates:
+        print(f"{'ratio ingest / raw torch':36} {ingest_rate / raw_rates['torch']:9.3f}")
 
 
 if __name__ == "__main__":

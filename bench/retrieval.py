@@ -38,11 +38,12 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import get_args
 
 # Run as a script, bench/ comes first on sys.path and bench/ingest.py would shadow the ingest package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.core.config import Settings  # noqa: E402
+from app.core.config import EmbeddingBackend, Settings  # noqa: E402
 from app.core.embeddings import load_embedding_model  # noqa: E402
 from app.core.lexical import DEFAULT_TOKENIZER, KIWI_TOKENIZER, WHITESPACE_TOKENIZER, LexicalIndex  # noqa: E402
 from app.core.store import HEADER_RULES, CollectionIndex, IndexStore, indexed_text  # noqa: E402
@@ -262,6 +263,17 @@ def main() -> None:
         default=settings.embedding_model if settings.embedding_model_explicit else None,
         help="ragqa's (RAGQA_EMBEDDING_MODEL); unset: chosen from the folder's text, as ragqa ingest does",
     )
+    parser.add_argument(
+        "--embedding-backend",
+        choices=get_args(EmbeddingBackend),
+        default=settings.embedding_backend,
+        help="how documents (and questions) are embedded (RAGQA_EMBEDDING_BACKEND)",
+    )
+    parser.add_argument(
+        "--query-backend",
+        choices=get_args(EmbeddingBackend),
+        help="the questions' backend when it is not the documents' (a collection ingested before a change)",
+    )
     parser.add_argument("--tokenizer", choices=sorted(TOKENIZERS), default="kiwi")
     parser.add_argument("--chunk-size", type=int, default=settings.chunk_size)
     parser.add_argument("--chunk-overlap", type=int, default=settings.chunk_overlap)
@@ -308,7 +320,11 @@ def main() -> None:
         from bench.peers import CachedEmbeddingModel
 
         model = args.embedding_model or model_for_folder(args.dataset / "docs")
-        embedder = CachedEmbeddingModel(load_embedding_model(model))
+        query_backend = args.query_backend or args.embedding_backend
+        embedder = CachedEmbeddingModel(
+            load_embedding_model(model, backend=args.embedding_backend),
+            load_embedding_model(model, backend=query_backend),
+        )
         for q in questions:  # query vectors into the cache up front, as for the peers
             embedder.embed_query(q["question"])
         index_dir = args.index_dir or Path(tempfile.mkdtemp(prefix="ragqa-bench-"))
@@ -329,6 +345,8 @@ def main() -> None:
         retriever.run("warm up", "bench", 10, RetrievalOptions(mode=RetrievalMode.hybrid))
         report["ragqa"] = {
             "embedding_model": embedder.model_id,
+            "embedding_backend": args.embedding_backend,
+            "query_backend": query_backend,
             "tokenizer": TOKENIZERS[args.tokenizer],
             "chunk_header": args.chunk_header,
             "chunk_size": args.chunk_size,

@@ -297,7 +297,8 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        help="OpenMP threads of torch and FAISS on both sides; default: theirs (one per core), as the service runs",
+        help="OpenMP threads of torch and FAISS on both sides; default: theirs (one per core) in process, "
+        "RAGQA_COMPUTE_THREADS (1) in the server",
     )
     args = parser.parse_args()
     if args.threads:

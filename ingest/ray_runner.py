@@ -98,11 +98,17 @@ class _EmbeddingWorker:
     """Ray actor: one embedding model, embedding the new chunk texts of each batch of documents."""
 
     def __init__(
-        self, model: str, batch_size: int, header: str | None, known_texts: frozenset[bytes], exit_on
+        self,
+        model: str,
+        batch_size: int,
+        backend: str,
+        header: str | None,
+        known_texts: frozenset[bytes],
+        exit_on,
     ):
         from app.core.embeddings import load_embedding_model
 
-        self.embedder = load_embedding_model(model, batch_size)
+        self.embedder = load_embedding_model(model, batch_size, backend)
         self.header = header
         self.known_texts = known_texts
         self.exit_on = exit_on
@@ -181,6 +187,7 @@ class RayDocumentPreparer:
                 fn_constructor_kwargs={
                     "model": work.embedding_model,
                     "batch_size": work.embedding_batch_size,
+                    "backend": work.embedding_backend,
                     "header": work.splitter.header,
                     "known_texts": frozenset(work.known_texts),  # 16 bytes a chunk
                     "exit_on": os.environ.get(EXIT_ON_DOCUMENT_ENV),

@@ -27,6 +27,7 @@ from typing import Protocol, TypeVar
 import faiss
 import numpy as np
 
+from app.core.config import DEFAULT_EMBEDDING_BACKEND
 from app.core.embeddings import (
     MULTILINGUAL_MIN_HANGUL_SHARE,
     Embedder,
@@ -119,6 +120,7 @@ class PreparationWork:
     max_file_bytes: int
     embedding_model: str
     embedding_batch_size: int
+    embedding_backend: str  # RAGQA_EMBEDDING_BACKEND as the run's own encoder has it
     # Keys of the indexed texts whose vectors the collection holds already: never embedded again.
     known_texts: Set[bytes]
 
@@ -481,6 +483,7 @@ class IngestJob:
                 self.max_file_bytes,
                 embedder.model_id,
                 embedder.batch_size,
+                getattr(embedder, "backend", DEFAULT_EMBEDDING_BACKEND),
                 builder.known.keys(),
             )
             for rel, prepared in prepare(work):

