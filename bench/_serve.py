@@ -1,4 +1,5 @@
-"""Servers for the benchmarks: `ragqa serve` as a subprocess on a free port, and waiting for one."""
+"""Servers for the benchmarks: `ragqa serve` and the fixed-latency LLM as subprocesses on free
+ports, and waiting for one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,31 @@ import httpx
 from app.llm.embedded import free_loopback_port
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+# Questions about the sample collection (samples/ragqa-docs).
+SAMPLE_QUESTIONS = [
+    "What is ragqa?",
+    "How do I ingest documents?",
+    "Which formats are supported?",
+    "How is the LLM served?",
+]
+
+
+def start_fixed_latency_llm(port: int, delay_ms: float, log: Path) -> subprocess.Popen:
+    """bench/fixed_latency_llm.py on ``port``: every completion takes ``delay_ms``; output to ``log``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "bench" / "fixed_latency_llm.py"),
+            "--port",
+            str(port),
+            "--delay-ms",
+            str(delay_ms),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 180) -> None:

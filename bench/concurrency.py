@@ -45,14 +45,16 @@ sys.path.insert(0, str(REPO))
 
 from app.core.config import EmbeddingBackend, Settings  # noqa: E402
 from app.llm.embedded import free_loopback_port  # noqa: E402
-from bench._serve import BIN, start_ragqa_serve, stop, wait_until_up
+from bench._serve import (  # noqa: E402
+    BIN,
+    SAMPLE_QUESTIONS,
+    start_fixed_latency_llm,
+    start_ragqa_serve,
+    stop,
+    wait_until_up,
+)
 
-QUESTIONS = [
-    "What is ragqa?",
-    "How do I ingest documents?",
-    "Which formats are supported?",
-    "How is the LLM served?",
-]
+QUESTIONS = SAMPLE_QUESTIONS
 
 
 async def drive(url: str, make_body, clients: int, duration_s: float) -> dict:
@@ -203,18 +205,7 @@ def main() -> None:
     else:
         llm_port = free_loopback_port()
         llm_url, llm_model = f"http://127.0.0.1:{llm_port}/v1", "fixed-latency"
-        llm = subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO / "bench" / "fixed_latency_llm.py"),
-                "--port",
-                str(llm_port),
-                "--delay-ms",
-                str(args.delay_ms),
-            ],
-            stdout=(work / "llm.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        llm = start_fixed_latency_llm(llm_port, args.delay_ms, work / "llm.log")
     api = None
     runs: list[dict] = []
     try:

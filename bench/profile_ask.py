@@ -39,14 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.llm.embedded import free_loopback_port  # noqa: E402
-from bench._serve import BIN, stop, wait_until_up  # noqa: E402
+from bench._serve import BIN, SAMPLE_QUESTIONS, start_fixed_latency_llm, stop, wait_until_up  # noqa: E402
 
-QUESTIONS = [
-    "What is ragqa?",
-    "How do I ingest documents?",
-    "Which formats are supported?",
-    "How is the LLM served?",
-]
+QUESTIONS = SAMPLE_QUESTIONS
 
 CPU: dict[str, float] = defaultdict(float)
 CALLS: dict[str, int] = defaultdict(int)
@@ -146,18 +141,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="ragqa-bench-profile-"))
     llm_port = free_loopback_port()
-    llm = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "bench" / "fixed_latency_llm.py"),
-            "--port",
-            str(llm_port),
-            "--delay-ms",
-            "0",
-        ],
-        stdout=(work / "llm.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    llm = start_fixed_latency_llm(llm_port, 0, work / "llm.log")
     try:
         os.environ.update(
             {
