@@ -89,4 +89,6 @@ def test_concurrency_bench_smoke():
     for run in result["runs"]:
         assert run["ragqa"]["errors"] == 0 and run["ragqa"]["cpu_ms_per_request"] > 0
     assert result["best_workers"] in (1, 2)
-    assert "ragqa --workers 2" in done.stdout
+    # The table's row of the 2-worker run, named by the backend it ran on.
+    backend = result["runs"][-1]["backend"]
+    assert " ".join(filter(None, ["ragqa", backend, "--workers 2"])) in done.stdout
