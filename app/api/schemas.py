@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from app.core.config import Settings
 from app.core.store import COLLECTION_NAME_PATTERN
@@ -30,11 +38,23 @@ def no_lone_surrogates(value: str) -> str:
     return value
 
 
+def within_max_question_chars(value: object) -> object:
+    """The schema's maxLength holds for the text as sent: whitespace that stripping removes
+    later still counts here."""
+    if isinstance(value, str) and len(value) > MAX_QUESTION_CHARS:
+        raise ValueError(f"at most {MAX_QUESTION_CHARS:,} characters, surrounding whitespace included")
+    return value
+
+
 CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
 Question = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUESTION_CHARS),
-    Field(description=f"1-{MAX_QUESTION_CHARS:,} characters after stripping", examples=["What is ragqa?"]),
+    Field(
+        description=f"at most {MAX_QUESTION_CHARS:,} characters as sent, at least 1 after stripping",
+        examples=["What is ragqa?"],
+    ),
+    BeforeValidator(within_max_question_chars),
     AfterValidator(no_lone_surrogates),
 ]
 

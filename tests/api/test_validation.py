@@ -113,9 +113,16 @@ def test_unknown_collection_is_404_listing_known_ones(client, route):
 
 
 def test_question_is_stripped_and_4000_chars_accepted(client):
-    response = client.post("/v1/retrieve", json={"question": "  " + "a" * 4000 + "  ", "top_k": 2})
+    response = client.post("/v1/retrieve", json={"question": "  " + "a" * 3996 + "  ", "top_k": 2})
     assert response.status_code == 200
     assert len(response.json()["passages"]) == 2
+
+
+def test_question_over_4000_chars_as_sent_is_422_even_if_whitespace(client):
+    # The schema's maxLength is about the text as sent (the fuzz probe checks that).
+    response = client.post("/v1/retrieve", json={"question": " " + "a" * 4000, "top_k": 2})
+    assert response.status_code == 422
+    assert "4,000" in detail_text(response)
 
 
 def test_retrieve_returns_ranked_passages(client):
