@@ -31,13 +31,18 @@ COPY README.md ./
 COPY app ./app
 COPY ingest ./ingest
 # Trims: what the service and the ingest job never import (torch's tests, C++ headers and
-# tools, packages' test suites, the build tools themselves, the copy of ggml that llama.cpp's
-# CMake install leaves in site-packages/lib: llama_cpp loads its own, from llama_cpp/lib), and
-# the symbol tables of torch's two big libraries (--strip-unneeded keeps what the loader uses).
+# tools, packages' test suites, ONNX's backend test data, the build tools themselves, the copy
+# of ggml that llama.cpp's CMake install leaves in site-packages/lib: llama_cpp loads its own,
+# from llama_cpp/lib), and the symbol tables of the shared libraries (--strip-unneeded keeps what
+# the loader uses). Not those auditwheel patched to find a vendored *.libs folder: strip breaks
+# them (numpy's C extensions failed to import), nor what strip cannot read.
 RUN pip install --no-deps . \
     && site=/opt/venv/lib/python3.11/site-packages \
     && rm -rf "$site/torch/test" "$site/torch/include" "$site/torch/share" "${site:?}/lib" "${site:?}/include" \
-    && strip --strip-unneeded "$site/torch/lib/libtorch_cpu.so" "$site/torch/lib/libtorch_python.so" \
+        "$site/onnx/backend/test" \
+    && find "$site" -name '*.so*' -type f -not -path '*.libs/*' -exec sh -c 'for f; do \
+        readelf -d "$f" 2>/dev/null | grep -qE "R(UN)?PATH.*[.]libs" \
+        || strip --strip-unneeded "$f" 2>/dev/null || true; done' _ {} + \
     && find "$site/torch/bin" -type f ! -name torch_shm_manager -delete \
     && find "$site" -depth -type d -name tests -path "$site/*/*" -exec rm -rf {} + \
     && find "$site" -name '*.a' -delete \
