@@ -101,19 +101,6 @@ def sweep(cases: list[dict], grounders: dict) -> dict[str, list[tuple[dict, dict
     return results
 
 
-class QuestionsCached(SentenceVectorCache):
-    """Also keeps question vectors: the sweep asks each grounder about the same question."""
-
-    def __init__(self, embedder):
-        super().__init__(embedder)
-        self.questions: dict[str, object] = {}
-
-    def embed_query(self, text: str):
-        if text not in self.questions:
-            self.questions[text] = super().embed_query(text)
-        return self.questions[text]
-
-
 def timings(cases: list[dict], embedder) -> dict:
     grounder = Grounder(embedder, on_unsupported=UnsupportedAnswer.flag)
     out = {}
@@ -171,8 +158,9 @@ def main() -> None:
     if args.timings_only:
         print(json.dumps({"timings": timing}, indent=2))
         return
-    # One cache of vectors for every grounder: each sentence and question is embedded once.
-    shared = QuestionsCached(embedder)
+    # One cache of sentence vectors for every grounder: each sentence is embedded once (the
+    # model itself keeps recent question vectors).
+    shared = SentenceVectorCache(embedder)
     grounders = {}
     for q in QUOTE_THRESHOLDS:
         grounders[f"extractive@q={q}"] = (Grounder(shared, quote_min_score=q), True)
