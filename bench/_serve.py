@@ -24,6 +24,17 @@ SAMPLE_QUESTIONS = [
 ]
 
 
+def ingest_samples(collection: str, env: dict[str, str] | None = None) -> None:
+    """`ragqa ingest` of the sample documents into ``collection`` (``env``: RAGQA_* settings;
+    None: this process's environment)."""
+    subprocess.run(
+        [str(BIN / "ragqa"), "ingest", str(REPO / "samples" / "ragqa-docs"), "--collection", collection, "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 def start_fixed_latency_llm(port: int, delay_ms: float, log: Path) -> subprocess.Popen:
     """bench/fixed_latency_llm.py on ``port``: every completion takes ``delay_ms``; output to ``log``."""
     return subprocess.Popen(

@@ -31,7 +31,6 @@ import asyncio
 import itertools
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,8 +45,8 @@ sys.path.insert(0, str(REPO))
 from app.core.config import EmbeddingBackend, Settings  # noqa: E402
 from app.llm.embedded import free_loopback_port  # noqa: E402
 from bench._serve import (  # noqa: E402
-    BIN,
     SAMPLE_QUESTIONS,
+    ingest_samples,
     start_fixed_latency_llm,
     start_ragqa_serve,
     stop,
@@ -215,19 +214,7 @@ def main() -> None:
             "RAGQA_LLM_BASE_URL": llm_url,
             "RAGQA_LLM_MODEL": llm_model,
         }
-        subprocess.run(
-            [
-                str(BIN / "ragqa"),
-                "ingest",
-                str(REPO / "samples" / "ragqa-docs"),
-                "--collection",
-                "bench",
-                "--json",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        ingest_samples("bench", env)
         if llm is not None:
             wait_until_up(f"{llm_url}/models", llm)
 

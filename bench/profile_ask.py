@@ -26,7 +26,6 @@ import io
 import json
 import os
 import pstats
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.llm.embedded import free_loopback_port  # noqa: E402
-from bench._serve import BIN, SAMPLE_QUESTIONS, start_fixed_latency_llm, stop, wait_until_up  # noqa: E402
+from bench._serve import (  # noqa: E402
+    SAMPLE_QUESTIONS,
+    ingest_samples,
+    start_fixed_latency_llm,
+    stop,
+    wait_until_up,
+)
 
 QUESTIONS = SAMPLE_QUESTIONS
 
@@ -150,18 +155,7 @@ def main() -> None:
                 "RAGQA_LLM_MODEL": "fixed-latency",
             }
         )
-        subprocess.run(
-            [
-                str(BIN / "ragqa"),
-                "ingest",
-                str(REPO / "samples" / "ragqa-docs"),
-                "--collection",
-                "bench",
-                "--json",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        ingest_samples("bench")
         wait_until_up(f"http://127.0.0.1:{llm_port}/v1/models", llm)
 
         from app.api.main import create_app
