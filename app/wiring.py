@@ -97,6 +97,7 @@ def build_ingest_job(
         embedders=embedders or build_embedders(settings, embedder, lazy=True),
         choose_model=not settings.embedding_model_explicit,
         prepare=prepare or prepare_locally,
+        sentence_vectors=settings.sentence_vectors,
     )
 
 

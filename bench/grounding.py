@@ -14,7 +14,8 @@ setting with the least confabulation whose false refusals stay at most 5 %, half
 Scores, over what a user reads (a quote for an unanswerable question counts as confabulation,
 so does a flagged answer): contains-gold and false refusal on answerable questions,
 confabulation on unanswerable ones. It also times the check: p50 wall and CPU ms of one
-``Grounder.run`` with the sentence-vector cache cold and warm.
+``Grounder.run`` with the sentence-vector cache cold and warm, and with the sentence vectors that
+the collection stores (when the index has them: a collection written since they are stored).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import hashlib
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from app.core.embeddings import load_embedding_model
@@ -44,14 +46,20 @@ def half_of(doc: str) -> str:
 
 
 def load_cases(report: Path, store: IndexStore, collection: str) -> list[dict]:
-    chunks = store.load(collection).chunks
+    """The report's answered questions with their passages, carrying the collection's stored
+    sentence vectors where it has them."""
+    index = store.load(collection)
+    chunks, stored = index.chunks, index.sentences
     cases = []
     for r in json.loads(report.read_text("utf-8"))["questions"]:
         side = r.get("rag") or {}
         if side.get("error", "x") is not None:
             continue
         passages = [
-            Passage(s["id"], s["doc"], chunks[s["id"]].text, s["score"], s["rank"])
+            Passage(
+                s["id"], s["doc"], chunks[s["id"]].text, s["score"], s["rank"],
+                sentences=stored.of_chunk(s["id"]) if stored is not None else None,
+            )
             for s in side["sources"]
         ]
         cases.append({**r, "answer": side["answer"], "top_score": side["top_score"], "passages": passages})
@@ -102,13 +110,19 @@ def sweep(cases: list[dict], grounders: dict) -> dict[str, list[tuple[dict, dict
 
 
 def timings(cases: list[dict], embedder) -> dict:
+    """p50 of one check over 60 cases: sentences embedded with the cache cold, then warm; and,
+    where the collection stores sentence vectors, read from them (a fresh grounder: cache cold)."""
+    without = [{**c, "passages": [replace(p, sentences=None) for p in c["passages"]]} for c in cases[:60]]
+    runs = [("cold", without, None), ("warm", without, None)]
+    if any(p.sentences is not None for c in cases[:60] for p in c["passages"]):
+        runs.append(("stored", cases[:60], Grounder(embedder, on_unsupported=UnsupportedAnswer.flag)))
     grounder = Grounder(embedder, on_unsupported=UnsupportedAnswer.flag)
     out = {}
-    for label in ("cold", "warm"):
+    for label, runs_on, fresh in runs:
         wall, cpu = [], []
-        for case in cases[:60]:
+        for case in runs_on:
             started, cpu0 = time.perf_counter(), time.process_time()
-            grounder.run(case["question"], case["passages"], case["answer"])
+            (fresh or grounder).run(case["question"], case["passages"], case["answer"])
             wall.append(1000 * (time.perf_counter() - started))
             cpu.append(1000 * (time.process_time() - cpu0))
         out[label] = {"p50_ms": round(statistics.median(wall), 1), "p50_cpu_ms": round(statistics.median(cpu), 1)}

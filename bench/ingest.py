@@ -4,8 +4,10 @@
 
 Every side embeds exactly the same chunks with the same model and batch size:
 - ``ingest``: ``IngestJob.run`` (what ``ragqa ingest`` runs, minus process start and model
-  load) on the configured RAGQA_EMBEDDING_BACKEND: load, split, embed, build the FAISS index,
-  write it atomically to a fresh folder;
+  load) on the configured RAGQA_EMBEDDING_BACKEND: load, split, embed the chunks and their
+  sentences, build the FAISS index, write it atomically to a fresh folder;
+- ``ingest, no sentence vectors``: the same with RAGQA_SENTENCE_VECTORS=false (chunks only), so
+  the cost of the sentence vectors shows, in time and in index size on disk;
 - ``raw torch``: ``SentenceTransformer.encode(chunks, batch_size, normalize_embeddings=True)``
   on the chunk texts that ingest wrote;
 - ``raw onnx`` / ``raw onnx-int8``: the ONNX Runtime encoder of that backend
@@ -98,23 +100,27 @@ def main() -> None:
             shutil.copy(path, docs / path.name)
 
         ingest_s: list[float] = []
+        plain_s: list[float] = []  # without sentence vectors
+        index_bytes: dict[str, int] = {}
         raw_s: dict[str, list[float]] = {backend: [] for backend in raws}
         chunks: list[str] = []
         load = [round(os.getloadavg()[0], 2)]
+        splitter = TextSplitter(settings.chunk_size, settings.chunk_overlap, settings.chunk_header_rule)
         for round_ in range(args.rounds):
             index_dir = work / f"indexes-{round_}"
-            job = IngestJob(
-                IndexStore(index_dir),
-                embedder,
-                TextSplitter(settings.chunk_size, settings.chunk_overlap, settings.chunk_header_rule),
-            )
 
-            def run_ingest() -> None:
+            def run_ingest(sentence_vectors: bool, seconds: list[float]) -> None:
+                folder = index_dir / ("with" if sentence_vectors else "without")
+                job = IngestJob(IndexStore(folder), embedder, splitter, sentence_vectors=sentence_vectors)
                 started = time.perf_counter()
                 summary = job.run(docs, "bench")
-                ingest_s.append(time.perf_counter() - started)
+                seconds.append(time.perf_counter() - started)
                 if summary.skipped:
                     raise SystemExit(f"documents skipped: {summary.skipped}")
+                version = folder / "bench" / summary.version
+                index_bytes["with" if sentence_vectors else "without"] = sum(
+                    f.stat().st_size for f in version.rglob("*") if f.is_file()
+                )
 
             def run_raws() -> None:
                 for backend, encode in raws.items():
@@ -126,10 +132,12 @@ def main() -> None:
             # favours no side every round.
             if round_ % 2 and chunks:
                 run_raws()
-                run_ingest()
+                run_ingest(False, plain_s)
+                run_ingest(True, ingest_s)
             else:
-                run_ingest()
-                chunks = [c.text for c in IndexStore(index_dir).load("bench").chunks.values()]
+                run_ingest(True, ingest_s)
+                chunks = [c.text for c in IndexStore(index_dir / "with").load("bench").chunks.values()]
+                run_ingest(False, plain_s)
                 run_raws()
             shutil.rmtree(index_dir)
         load.append(round(os.getloadavg()[0], 2))
@@ -137,6 +145,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     ingest_rate = len(chunks) / min(ingest_s)
+    plain_rate = len(chunks) / min(plain_s)
     raw_rates = {backend: len(chunks) / min(seconds) for backend, seconds in raw_s.items()}
     same_raw = raw_rates.get(settings.embedding_backend)
     result = {
@@ -148,6 +157,9 @@ def main() -> None:
         "ingest_seconds": [round(s, 2) for s in ingest_s],
         "raw_encode_seconds": {b: [round(s, 2) for s in seconds] for b, seconds in raw_s.items()},
         "ingest_chunks_per_s": round(ingest_rate, 1),
+        "ingest_no_sentence_vectors_seconds": [round(s, 2) for s in plain_s],
+        "ingest_no_sentence_vectors_chunks_per_s": round(plain_rate, 1),
+        "index_mb": {side: round(b / 2**20, 1) for side, b in index_bytes.items()},
         "raw_encode_chunks_per_s": {b: round(rate, 1) for b, rate in raw_rates.items()},
         "ratio_ingest_over_raw_same_backend": round(ingest_rate / same_raw, 3) if same_raw else None,
         "ratio_ingest_over_raw_torch": round(ingest_rate / raw_rates["torch"], 3)
@@ -163,12 +175,14 @@ def main() -> None:
     print()
     print(f"{'':36} {'chunks/s':>9}  best of {args.rounds} ({len(chunks)} chunks)")
     print(f"{'ragqa ingest (IngestJob, ' + settings.embedding_backend + ')':36} {ingest_rate:9.1f}")
+    print(f"{'  the same, no sentence vectors':36} {plain_rate:9.1f}")
     for backend, rate in raw_rates.items():
         print(f"{'raw encode, ' + backend:36} {rate:9.1f}")
     if same_raw:
         print(f"{'ratio ingest / raw ' + settings.embedding_backend:36} {ingest_rate / same_raw:9.3f}")
     if "torch" in raw_rates:
         print(f"{'ratio ingest / raw torch':36} {ingest_rate / raw_rates['torch']:9.3f}")
+    print(f"index on disk, MB: {result['index_mb']}")
 
 
 if __name__ == "__main__":

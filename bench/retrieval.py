@@ -10,8 +10,9 @@ Pipelines (``--pipeline``, repeatable; default all): ``ragqa`` (its defaults fro
 ``RAGQA_*`` env vars apply), ``langchain-{dense,bm25,hybrid}`` (the textbook LangChain pipeline) and
 ``haystack-{dense,bm25,hybrid}`` (Haystack 2.x defaults; needs ``pip install -e '.[bench]'``); both
 peers are described in bench/peers.py and use all-MiniLM-L6-v2. ``--setting`` adds ragqa variants,
-MODE[@DENSE_WEIGHT][+mmrDIVERSITY][/cCANDIDATES] with MODE one of dense, bm25, hybrid (candidates per
-ranking: ``--candidates`` unless given). ``--chunk-header`` and
+MODE[@DENSE_WEIGHT][+mmrDIVERSITY][/cCANDIDATES][/chunk] with MODE one of dense, bm25, hybrid (candidates
+per ranking: ``--candidates`` unless given; ``/chunk``: dense candidates ranked by the chunk's cosine
+alone, not by their best sentence too, as before sentence vectors). ``--chunk-header`` and
 ``--chunk-size``/``--chunk-overlap`` set ragqa's splitter (defaults: RAGQA_CHUNK_HEADER, _SIZE, _OVERLAP);
 ``--splitter textbook`` makes ragqa split as the textbook LangChain peer does (its default separators:
 paragraphs, lines, spaces, no sentence ends), to tell chunking from fusion apart.
@@ -57,7 +58,7 @@ PEERS = [f"{peer}-{mode}" for peer in ("langchain", "haystack") for mode in ("de
 PIPELINES = ["ragqa", *PEERS]
 
 TOKENIZERS = {"kiwi": KIWI_TOKENIZER, "whitespace": WHITESPACE_TOKENIZER}
-SETTING_RE = re.compile(r"^(dense|bm25|hybrid)(?:@([0-9.]+))?(?:\+mmr([0-9.]+))?(?:/c([0-9]+))?$")
+SETTING_RE = re.compile(r"^(dense|bm25|hybrid)(?:@([0-9.]+))?(?:\+mmr([0-9.]+))?(?:/c([0-9]+))?(/chunk)?$")
 
 
 class TextbookSplitter(TextSplitter):
@@ -130,13 +131,14 @@ def read_questions(path: Path) -> list[dict]:
 def parse_setting(spec: str, candidates: int) -> RetrievalOptions:
     match = SETTING_RE.match(spec)
     if not match:
-        raise SystemExit(f"bad setting {spec!r}: use MODE[@DENSE_WEIGHT][+mmrDIVERSITY][/cCANDIDATES]")
-    mode, weight, diversity, per_ranking = match.groups()
+        raise SystemExit(f"bad setting {spec!r}: use MODE[@DENSE_WEIGHT][+mmrDIVERSITY][/cCANDIDATES][/chunk]")
+    mode, weight, diversity, per_ranking, chunk_only = match.groups()
     return RetrievalOptions(
         mode=RetrievalMode(mode),
         dense_weight=float(weight) if weight else RetrievalOptions().dense_weight,
         diversity=float(diversity) if diversity else 0.0,
         candidates=int(per_ranking) if per_ranking else candidates,
+        sentence_scoring=not chunk_only,
     )
 
 
@@ -354,6 +356,7 @@ def main() -> None:
             "splitter": args.splitter,
             "candidates": args.candidates,
             "chunks": summary.chunks,
+            "sentence_vectors": len(index.sentences) if index.sentences is not None else 0,
             "ingest_seconds": round(ingest_s, 1),
         }
         defaults = RetrievalOptions(

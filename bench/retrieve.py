@@ -8,7 +8,10 @@ SQuAD v1.1 dev) are ingested once as `ragqa ingest` would (split, embedded with 
 model); their chunks are then cycled until there are N: copy k of document D is named
 ``copyK/D`` and holds D's chunk texts unchanged, and each copy's vector is the original's plus
 gaussian noise (--noise per dimension), re-normalised, so FAISS ranks N distinct vectors.
-IndexStore writes the collection as an ingest does: FAISS, chunks.jsonl, manifest and BM25.
+IndexStore writes the collection as an ingest does: FAISS, chunks.jsonl, manifest, BM25 and the
+sentence vectors (each copy's are its original's plus the same noise; RAGQA_SENTENCE_VECTORS=false:
+none). In-process retrieval is also timed with dense candidates ranked by the chunk's cosine alone
+(``in_process_chunk_only``, retrieval as before sentence vectors), alternating with the others.
 
 The FAISS index type is the one RAGQA_INDEX_TYPE (or --index-type) gives the size, built from
 the exact vectors as IndexStore.write builds it (timed: index build time). Its recall@10 is
@@ -38,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import faiss
@@ -50,6 +54,7 @@ sys.path.insert(0, str(REPO))
 from app.core import vector_index  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.core.embeddings import load_embedding_model  # noqa: E402
+from app.core.sentence_vectors import SentenceVectors  # noqa: E402
 from app.core.store import (  # noqa: E402
     Chunk,
     CollectionCache,
@@ -77,7 +82,10 @@ def base_collection(docs: Path, max_docs: int, settings: Settings, embedder, wor
         shutil.copy(path, folder / path.name)
     store = IndexStore(work / "base-index")
     job = IngestJob(
-        store, embedder, TextSplitter(settings.chunk_size, settings.chunk_overlap, settings.chunk_header_rule)
+        store,
+        embedder,
+        TextSplitter(settings.chunk_size, settings.chunk_overlap, settings.chunk_header_rule),
+        sentence_vectors=settings.sentence_vectors,
     )
     summary = job.run(folder, COLLECTION)
     if summary.skipped or not summary.chunks:
@@ -110,7 +118,26 @@ def synthetic_collection(base: CollectionIndex, size: int, noise: float, seed: i
     )
     index = new_faiss_index(dim)
     index.add_with_ids(noisy, np.arange(size, dtype=np.int64))
-    return CollectionIndex(manifest, index, chunks)
+    return CollectionIndex(manifest, index, chunks, sentences=synthetic_sentences(base, rows, noise, rng))
+
+
+def synthetic_sentences(base: CollectionIndex, rows: np.ndarray, noise: float, rng) -> SentenceVectors | None:
+    """Each copy's sentence vectors: its original's, with the same gaussian noise per dimension."""
+    if base.sentences is None:
+        return None
+    originals = sorted(base.chunks)
+    of_base = [base.sentences.of_chunk(originals[r]) for r in range(len(originals))]
+    counts = np.array([len(of_base[r].spans) for r in rows])
+    spans = np.concatenate([of_base[r].spans for r in rows])
+    vectors = np.empty((int(counts.sum()), base.sentences.vectors.shape[1]), dtype=np.float16)
+    done = 0
+    for start in range(0, len(rows), 20_000):  # in blocks: float32 noise for 1M chunks would not fit
+        block = np.concatenate([of_base[r].vectors for r in rows[start : start + 20_000]]).astype(np.float32)
+        block += noise * rng.standard_normal(block.shape, dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        vectors[done : done + len(block)] = block
+        done += len(block)
+    return SentenceVectors(np.repeat(np.arange(len(rows), dtype=np.int64), counts), spans, vectors)
 
 
 def rss_bytes(pid: int) -> int:
@@ -151,7 +178,7 @@ def choose_index(collection: CollectionIndex, policy, queries: np.ndarray) -> tu
     approx.nprobe = info.nprobe
     report["nprobe_sweep"] = sweep
     manifest = collection.manifest.model_copy(update={"vector_index": info})
-    return CollectionIndex(manifest, approx, collection.chunks), report
+    return CollectionIndex(manifest, approx, collection.chunks, sentences=collection.sentences), report
 
 
 def percentiles(seconds: list[float]) -> dict:
@@ -185,6 +212,7 @@ def measure(
         started = time.perf_counter()
         store.write(collection)  # FAISS, chunks.jsonl, BM25 built over all `size` texts, manifest
         write_s = time.perf_counter() - started
+        sentence_rows = len(collection.sentences) if collection.sentences is not None else 0
         del collection
 
         env = {
@@ -206,6 +234,14 @@ def measure(
             passages = retriever.run(question, COLLECTION, args.top_k, options)
             return time.perf_counter() - started, [p.id for p in passages]
 
+        chunk_only = replace(options, sentence_scoring=False)
+
+        def in_process_chunk_only(question: str) -> tuple[float, list[int]]:
+            """As before sentence vectors: dense candidates ranked by the chunk's cosine alone."""
+            started = time.perf_counter()
+            passages = retriever.run(question, COLLECTION, args.top_k, chunk_only)
+            return time.perf_counter() - started, [p.id for p in passages]
+
         with httpx.Client(base_url=url, timeout=300) as client:
 
             def over_http(question: str) -> tuple[float, list[int]]:
@@ -222,7 +258,7 @@ def measure(
                     raise SystemExit(f"/v1/retrieve: {response.status_code} {response.text[:500]}")
                 return elapsed, [p["id"] for p in response.json()["passages"]]
 
-            sides = {"in_process": in_process, "http": over_http}
+            sides = {"in_process": in_process, "http": over_http, "in_process_chunk_only": in_process_chunk_only}
             times: dict[str, list[float]] = {name: [] for name in sides}
             first_ms: dict[str, float] = {}
             mismatches: list[dict] = []
@@ -237,7 +273,7 @@ def measure(
                     if i >= args.warmup:
                         times[name].append(elapsed)
                 fewest = min(fewest, *map(len, ids.values()))
-                if ids["in_process"] != ids["http"]:
+                if ids["in_process"] != ids["http"]:  # the chunk-only side ranks otherwise
                     mismatches.append({"question": question, **ids})
             rss_after = rss_bytes(api.pid)
             lexical = retriever.collections.get(COLLECTION).lexical
@@ -260,6 +296,8 @@ def measure(
         "first_request_ms": first_ms,
         "in_process": percentiles(times["in_process"]),
         "http": percentiles(times["http"]),
+        "in_process_chunk_only": percentiles(times["in_process_chunk_only"]),
+        "sentence_vectors": sentence_rows,
         "requests_each": args.requests,
         "fewest_passages": fewest,  # in any answer, either side
         "passage_id_mismatches": len(mismatches),
@@ -364,16 +402,18 @@ def main() -> None:
     )
     print()
     print(
-        "| chunks | FAISS index | recall@10 vs exact | FAISS build s | in-process p50 / p99 ms | HTTP p50 / p99 ms "
+        "| chunks | FAISS index | recall@10 vs exact | FAISS build s | in-process p50 / p99 ms "
+        "| chunk-only in-process p50 / p99 ms | HTTP p50 / p99 ms "
         "| BM25 p50 ms | serve RSS GB per 1M chunks | id mismatches | write s (with BM25) | load 1m start→end |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
-        ip, h, fx = r["in_process"], r["http"], r["faiss_index"]
+        ip, co, h, fx = r["in_process"], r["in_process_chunk_only"], r["http"], r["faiss_index"]
         kind = fx["type"] + (f" nlist {fx['nlist']} nprobe {fx['nprobe']}" if fx["type"] == "ivf" else "")
         print(
             f"| {r['chunks']} | {kind} | {fx['recall_at_10']:.3f} | {fx['build_s']:.1f} "
-            f"| {ip['p50_ms']:.1f} / {ip['p99_ms']:.1f} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f} "
+            f"| {ip['p50_ms']:.1f} / {ip['p99_ms']:.1f} | {co['p50_ms']:.1f} / {co['p99_ms']:.1f} "
+            f"| {h['p50_ms']:.1f} / {h['p99_ms']:.1f} "
             f"| {r['bm25_search_in_process']['p50_ms']:.1f} | {r['serve_rss_gb_per_million_chunks']:.2f} "
             f"| {r['passage_id_mismatches']} | {r['index_build_s']['store_write_with_bm25']:.1f} "
             f"| {r['load_avg_1m']['start']:.2f}→{r['load_avg_1m']['end']:.2f} |"

@@ -29,14 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from app.core.store import indexed_text
 from ingest.run import (
     IngestError,
     PreparationWork,
     PreparedDocument,
-    document_chunks,
     prepare_locally,
-    text_key,
+    texts_to_embed,
 )
 
 # Documents per Ray task and per embedding call: enough batches for every actor to get several
@@ -95,7 +93,8 @@ def _prepare_batch(batch: dict[str, np.ndarray], work: PreparationWork) -> dict[
 
 
 class _EmbeddingWorker:
-    """Ray actor: one embedding model, embedding the new chunk texts of each batch of documents."""
+    """Ray actor: one embedding model, embedding the new chunk texts (and their sentences) of each
+    batch of documents."""
 
     def __init__(
         self,
@@ -105,6 +104,7 @@ class _EmbeddingWorker:
         header: str | None,
         known_texts: frozenset[bytes],
         exit_on,
+        sentence_vectors: bool = True,
     ):
         from app.core.embeddings import load_embedding_model
 
@@ -112,25 +112,22 @@ class _EmbeddingWorker:
         self.header = header
         self.known_texts = known_texts
         self.exit_on = exit_on
+        self.sentence_vectors = sentence_vectors
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         docs = [(str(rel), pickle.loads(cell)) for rel, cell in zip(batch["rel"], batch["prepared"])]
         if self.exit_on is not None and self.exit_on in {rel for rel, _ in docs}:
             os._exit(1)
-        keys_of: dict[str, list[bytes]] = {}
-        to_embed: dict[bytes, str] = {}
-        for rel, doc in docs:
-            if not isinstance(doc, PreparedDocument):
-                continue  # skipped: its reason goes back as it came
-            texts = [indexed_text(c, self.header) for c in document_chunks(rel, doc, range(len(doc.pieces)))]
-            keys_of[rel] = [text_key(t) for t in texts]
-            for key, text in zip(keys_of[rel], texts):
-                if key not in self.known_texts:
-                    to_embed.setdefault(key, text)
+        needed = {
+            rel: texts_to_embed(rel, doc, self.header, self.known_texts, self.sentence_vectors)
+            for rel, doc in docs
+            if isinstance(doc, PreparedDocument)  # skipped: its reason goes back as it came
+        }
+        to_embed = {key: text for texts in needed.values() for key, text in texts.items()}
         vectors = dict(zip(to_embed, self.embedder.embed_documents(list(to_embed.values()))))
         for rel, doc in docs:
             if isinstance(doc, PreparedDocument):
-                doc.vectors = {key: vectors[key] for key in keys_of[rel] if key in vectors}
+                doc.vectors = {key: vectors[key] for key in needed[rel]}
         return {
             "rel": batch["rel"],
             "prepared": np.array([pickle.dumps(doc) for _, doc in docs], dtype=object),
@@ -191,6 +188,7 @@ class RayDocumentPreparer:
                     "header": work.splitter.header,
                     "known_texts": frozenset(work.known_texts),  # 16 bytes a chunk
                     "exit_on": os.environ.get(EXIT_ON_DOCUMENT_ENV),
+                    "sentence_vectors": work.sentence_vectors,
                 },
                 batch_size=per_batch,
                 batch_format="numpy",

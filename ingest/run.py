@@ -36,6 +36,13 @@ from app.core.embeddings import (
     model_for_text,
 )
 from app.core.lexical import letter_counts
+from app.core.sentence_vectors import (
+    ChunkSentences,
+    SentenceVectors,
+    chunk_sentence_spans,
+    sentence_texts,
+    unit_rows,
+)
 from app.core.store import (
     Chunk,
     CollectionIndex,
@@ -84,6 +91,7 @@ class IngestSummary:
     chunks: int = 0  # chunks in the collection after the run
     embedded: int = 0  # chunk texts sent to the embedding model by this run
     reused: int = 0  # new chunks whose text was already embedded (in the collection or this run)
+    sentences_embedded: int = 0  # sentence texts embedded for the stored sentence vectors
     near_duplicates: list[dict] = field(default_factory=list)  # the first MAX_NEAR_DUPLICATES_LISTED
     near_duplicate_pairs: int = 0
     outliers: list[dict] | None = None  # only when asked for
@@ -106,8 +114,8 @@ class PreparedDocument:
     sha256: str  # of the bytes loaded (the file may have changed since pass 1 hashed it)
     loaded: LoadedText
     pieces: list[TextPiece]
-    # Text key (``text_key``) -> vector of chunk texts embedded where the document was prepared
-    # (a Ray worker); empty when the version builder embeds them itself.
+    # Text key (``text_key``) -> vector of chunk (and sentence) texts embedded where the document
+    # was prepared (a Ray worker); empty when the version builder embeds them itself.
     vectors: dict[bytes, np.ndarray] = field(default_factory=dict)
 
 
@@ -123,6 +131,8 @@ class PreparationWork:
     embedding_backend: str  # RAGQA_EMBEDDING_BACKEND as the run's own encoder has it
     # Keys of the indexed texts whose vectors the collection holds already: never embedded again.
     known_texts: Set[bytes]
+    # Whether the sentences of new chunks are embedded too (app/core/sentence_vectors.py).
+    sentence_vectors: bool = True
 
 
 class DocumentPreparer(Protocol):
@@ -146,6 +156,23 @@ def document_chunks(rel: str, doc: PreparedDocument, ids: Iterable[int]) -> list
         Chunk(cid, rel, p.start, p.text, loaded.page_at(p.start), loaded.title, _section(loaded, p.start))
         for cid, p in zip(ids, doc.pieces)
     ]
+
+
+def texts_to_embed(
+    rel: str, doc: PreparedDocument, header: str | None, known: Set[bytes], sentence_vectors: bool
+) -> dict[bytes, str]:
+    """What a preparer that embeds (a Ray worker) embeds for ``doc``, by ``text_key``: the indexed
+    texts of its chunks that ``known`` lacks, and, with sentence vectors, those chunks' sentences."""
+    texts: dict[bytes, str] = {}
+    for chunk in document_chunks(rel, doc, range(len(doc.pieces))):
+        text = indexed_text(chunk, header)
+        if text_key(text) in known:
+            continue
+        texts.setdefault(text_key(text), text)
+        if sentence_vectors:
+            for sentence in sentence_texts(chunk.text, chunk_sentence_spans(chunk.text)):
+                texts.setdefault(text_key(sentence), sentence)
+    return texts
 
 
 def skip_reason(exc: Exception) -> str | None:
@@ -208,6 +235,7 @@ class _VersionBuilder:
         summary: IngestSummary,
         progress: IngestProgress,
         on_progress: ProgressCallback | None,
+        sentence_vectors: bool = True,
     ):
         self.embedder = embedder
         self.splitter = splitter
@@ -228,6 +256,18 @@ class _VersionBuilder:
         self.pending: list[Chunk] = []
         self.added_ids: list[int] = []
         self.prepared_vectors: dict[bytes, np.ndarray] = {}  # embedded where documents were prepared
+        # Each chunk's sentence vectors; None: this version is written without them. A chunk
+        # whose text the live version holds takes that chunk's rows (chunk text key -> rows).
+        old = current.sentences.by_chunk() if current.sentences is not None else {}
+        self.sentences: dict[int, ChunkSentences] | None = dict(old) if sentence_vectors else None
+        self.known_sentences = {text_key(current.chunks[cid].text): rows for cid, rows in old.items()}
+        self.recent_sentences: dict[bytes, np.ndarray] = {}  # the last batch's, by text key
+        if current.chunks and current.sentences is None and sentence_vectors:
+            self.sentences_note = "sentence vectors added: the sentences of every chunk were embedded"
+        elif current.sentences is not None and not sentence_vectors:
+            self.sentences_note = "sentence vectors dropped (RAGQA_SENTENCE_VECTORS=false)"
+        else:
+            self.sentences_note = None
 
     def remove(self, rel: str) -> None:
         entry = self.manifest.documents.pop(rel)
@@ -235,6 +275,8 @@ class _VersionBuilder:
             self.index.remove_ids(np.asarray(entry.chunk_ids, dtype=np.int64))
             for cid in entry.chunk_ids:
                 del self.chunks[cid]
+                if self.sentences is not None:
+                    self.sentences.pop(cid, None)
 
     def add(self, rel: str, doc: PreparedDocument) -> None:
         text = doc.loaded.text
@@ -277,6 +319,7 @@ class _VersionBuilder:
             self.chunks[chunk.id] = chunk
             self.known.setdefault(text_key(text), (self.index, chunk.id))
         self.added_ids += ids.tolist()
+        self._add_sentences(self.pending)
         self.progress.chunks_done += len(self.pending)
         self.pending = []
         if self.on_progress:
@@ -294,10 +337,57 @@ class _VersionBuilder:
             vectors[i] = prepared if prepared is not None else next(embedded)
         return vectors
 
+    def _add_sentences(self, chunks: list[Chunk]) -> None:
+        """Sentence vectors for these chunks: a known chunk text's rows, embedded otherwise."""
+        if self.sentences is None:
+            return
+        todo: list[tuple[Chunk, tuple[tuple[int, int], ...]]] = []
+        for chunk in chunks:
+            known = self.known_sentences.get(text_key(chunk.text))
+            if known is not None:
+                self.sentences[chunk.id] = known
+            else:
+                todo.append((chunk, chunk_sentence_spans(chunk.text)))
+        texts = list(dict.fromkeys(t for c, spans in todo for t in sentence_texts(c.text, spans)))
+        # Not embedded again: a sentence that is a whole chunk's indexed text (a one-sentence
+        # document), and one the previous batch had (chunks overlap across a batch boundary).
+        vectors = np.empty((len(texts), self.embedder.dim), dtype=np.float32)
+        to_embed: list[int] = []
+        for i, text in enumerate(texts):
+            key = text_key(text)
+            if key in self.recent_sentences:
+                vectors[i] = self.recent_sentences[key]
+            elif key in self.known:
+                source, cid = self.known[key]
+                vectors[i] = source.reconstruct(cid)
+            else:
+                to_embed.append(i)
+        if to_embed:
+            vectors[to_embed] = self._embed([texts[i] for i in to_embed])
+        vectors = unit_rows(vectors)
+        self.summary.sentences_embedded += len(to_embed)
+        self.recent_sentences = {text_key(t): v for t, v in zip(texts, vectors)}
+        row = {t: i for i, t in enumerate(texts)}
+        for chunk, spans in todo:
+            rows = [row[t] for t in sentence_texts(chunk.text, spans)]
+            self.sentences[chunk.id] = ChunkSentences(
+                np.asarray(spans, dtype=np.int32).reshape(-1, 2), vectors[rows].astype(np.float16)
+            )
+            self.known_sentences.setdefault(text_key(chunk.text), self.sentences[chunk.id])
+
     def result(self) -> CollectionIndex:
         self.flush()
+        sentences = None
+        if self.sentences is not None:
+            # A collection written before sentence vectors gets them for every chunk now.
+            missing = [c for c in self.chunks.values() if c.id not in self.sentences]
+            for start in range(0, len(missing), self.embedder.batch_size):
+                self._add_sentences(missing[start : start + self.embedder.batch_size])
+            sentences = SentenceVectors.from_chunks(self.sentences, self.embedder.dim)
+        if self.sentences_note:
+            self.summary.reembedded = "; ".join(filter(None, [self.summary.reembedded, self.sentences_note]))
         self.prepared_vectors.clear()
-        return CollectionIndex(self.manifest, self.index, self.chunks)
+        return CollectionIndex(self.manifest, self.index, self.chunks, sentences=sentences)
 
 
 class IngestJob:
@@ -312,13 +402,15 @@ class IngestJob:
         embedders: EmbedderRegistry | None = None,
         choose_model: bool = False,
         prepare: DocumentPreparer = prepare_locally,
+        sentence_vectors: bool = True,
     ):
         """``embedder`` embeds new collections; with ``choose_model`` (no model set explicitly),
         a folder or first upload whose letters are mostly Hangul gets the multilingual model
         instead, from ``embedders``, and a folder re-ingested into a collection is re-embedded
         when the rule's choice differs from its model. A collection is otherwise always written
         with the model its manifest names. ``prepare`` does pass 2's per-document work of folder
-        ingests (``prepare_locally``, or on Ray: ``ingest/ray_runner.py``)."""
+        ingests (``prepare_locally``, or on Ray: ``ingest/ray_runner.py``). ``sentence_vectors``:
+        store each chunk's sentence vectors (app/core/sentence_vectors.py) in every version written."""
         self.store = store
         self.embedder = embedder
         self.embedders = embedders or EmbedderRegistry(embedder)
@@ -327,6 +419,7 @@ class IngestJob:
         self.max_file_bytes = max_file_bytes
         self.near_duplicate_cosine = near_duplicate_cosine
         self.prepare = prepare
+        self.sentence_vectors = sentence_vectors
 
     def run(
         self,
@@ -389,7 +482,9 @@ class IngestJob:
                     raise DocumentNotFound(collection, doc)
             splitter = TextSplitter.from_info(current.manifest.splitter)  # nothing is re-split
             embedder = self.embedders.get(current.manifest.embedding.model)
-            builder = _VersionBuilder(current, embedder, splitter, summary, IngestProgress(), None)
+            builder = _VersionBuilder(
+                current, embedder, splitter, summary, IngestProgress(), None, self.sentence_vectors
+            )
             for doc in dict.fromkeys(docs):
                 builder.remove(doc)
             summary.deleted = len(set(docs))
@@ -471,7 +566,9 @@ class IngestJob:
             embedder = self.embedders.get(model)
             current = self._load_current(collection, manifest, embedder)
             progress = IngestProgress(files_total=len(changed))
-            builder = _VersionBuilder(current, embedder, splitter, summary, progress, on_progress)
+            builder = _VersionBuilder(
+                current, embedder, splitter, summary, progress, on_progress, self.sentence_vectors
+            )
             for rel in gone:
                 builder.remove(rel)
             summary.deleted = len(gone)
@@ -485,6 +582,7 @@ class IngestJob:
                 embedder.batch_size,
                 getattr(embedder, "backend", DEFAULT_EMBEDDING_BACKEND),
                 builder.known.keys(),
+                builder.sentences is not None,
             )
             for rel, prepared in prepare(work):
                 progress.files_done += 1

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         """``chunk_header`` as the splitter takes it: None for "none"."""
         return None if self.chunk_header == "none" else self.chunk_header
 
+    # Store each chunk's sentence vectors with the collection (float16: about 2.3x the size of the
+    # chunk vectors; ingest embeds every sentence as well as every chunk). Retrieval ranks dense
+    # candidates by their best sentence too, and the support check reads them instead of embedding
+    # per request. Off: written without them at the collection's next write (docs/retrieval.md).
+    sentence_vectors: bool = True
+
     # Files above this size are skipped by `ragqa ingest`, with the reason in the summary.
     ingest_max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
     # POST /v1/collections/{name}/documents: largest file, and most files, in one upload.

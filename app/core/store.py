@@ -13,6 +13,8 @@ Layout of a collection::
             chunks.jsonl     one chunk per line: id, doc, start, text (and page, for PDFs;
                              title and section, where known)
             bm25/            the BM25 index over the chunks' indexed texts (app/core/lexical.py)
+            sentences/       each chunk's sentence spans and their vectors, float16
+                             (app/core/sentence_vectors.py); absent in a version written without
 
 A chunk's *indexed text*, the one embedded and BM25-indexed, is its text behind a short header
 (the document's title and the chunk's section) when the manifest's splitter names a header rule;
@@ -46,6 +48,7 @@ from pydantic import BaseModel, Field
 
 from app.core import vector_index
 from app.core.lexical import BM25_DIR, LexicalIndex, LexicalIndexMissing
+from app.core.sentence_vectors import SENTENCES_DIR, SentenceVectors
 from app.core.vector_index import VectorIndexInfo, VectorIndexPolicy
 
 log = logging.getLogger(__name__)
@@ -217,6 +220,7 @@ class CollectionIndex:
         index: faiss.Index,
         chunks: dict[int, Chunk],
         lexical: LexicalIndex | None = None,
+        sentences: SentenceVectors | None = None,
     ):
         if index.ntotal != len(chunks):
             raise CorruptCollection(
@@ -227,6 +231,8 @@ class CollectionIndex:
         self.chunks = chunks
         # Loaded from disk with the version; None for a collection built in memory and not written.
         self.lexical = lexical
+        # None for a version written without sentence vectors (before they existed, or turned off).
+        self.sentences = sentences
 
     @classmethod
     def empty(cls, manifest: Manifest) -> CollectionIndex:
@@ -255,7 +261,7 @@ class CollectionIndex:
         """The stored vectors of these chunk ids, exact for both index types (app/core/vector_index.py)."""
         if not ids:
             return np.zeros((0, self.index.d), dtype=np.float32)
-        return np.vstack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+        return self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64)).astype(np.float32)
 
 
 def new_faiss_index(dim: int) -> faiss.IndexIDMap2:
@@ -345,7 +351,11 @@ class IndexStore:
             lexical = LexicalIndex.load(version_dir / BM25_DIR)
         except LexicalIndexMissing:
             lexical = None  # written before BM25 was stored: dense retrieval still works
-        return CollectionIndex(manifest, index, chunks, lexical)
+        try:
+            sentences = SentenceVectors.load(version_dir / SENTENCES_DIR)
+        except (OSError, ValueError) as exc:
+            raise CorruptCollection(f"cannot read {version_dir / SENTENCES_DIR}: {exc}") from exc
+        return CollectionIndex(manifest, index, chunks, lexical, sentences)
 
     @staticmethod
     @contextlib.contextmanager
@@ -431,6 +441,8 @@ class IndexStore:
             LexicalIndex.build((c.id, indexed_text(c, header)) for c in collection.chunks.values()).save(
                 tmp / BM25_DIR
             )
+            if collection.sentences is not None:
+                collection.sentences.save(tmp / SENTENCES_DIR)
             # The manifest goes last: a version folder with a manifest is complete.
             _write_file(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode("utf-8"))
             _fsync_dir(tmp)

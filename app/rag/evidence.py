@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from app.core.lexical import is_korean, tokenize
+from app.core.sentence_vectors import unit_rows
 from app.core.sentences import split_sentences
 from app.rag.retrieval import Passage
 
@@ -39,9 +40,10 @@ class EvidenceSentence:
 
 
 def _is_statement(text: str) -> bool:
-    """Headings, titles and labels answer nothing: a Markdown heading, or under three words
-    (two for Korean, whose words carry their particles)."""
-    if text.lstrip().startswith("#"):
+    """Headings, titles, labels and questions answer nothing: a Markdown heading, a sentence
+    ending in a question mark (an FAQ's questions), or under three words (two for Korean,
+    whose words carry their particles)."""
+    if text.lstrip().startswith("#") or text.rstrip().endswith(("?", "？")):
         return False
     return len(text.split()) >= (2 if is_korean(text) else 3)
 
@@ -62,9 +64,23 @@ def passage_sentences(passages: Sequence[Passage]) -> list[EvidenceSentence]:
     return out
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
+def _sentence_vectors(
+    sentences: list[EvidenceSentence], passages: Sequence[Passage], embedder: SentenceEmbedder
+) -> np.ndarray:
+    """Unit vectors of the sentences: stored at ingest where the passage carries them, embedded
+    otherwise (a collection without sentence vectors, or a passage that packing cut)."""
+    stored = {
+        (p.id, int(start), int(end)): vector
+        for p in passages
+        if p.sentences is not None
+        for (start, end), vector in zip(p.sentences.spans, p.sentences.vectors)
+    }
+    rows = [stored.get((s.source_id, s.start, s.end)) for s in sentences]
+    missing = [s.text for s, row in zip(sentences, rows) if row is None]
+    if len(missing) == len(sentences):
+        return unit_rows(embedder.embed_documents(missing))
+    fresh = iter(unit_rows(embedder.embed_documents(missing)) if missing else ())
+    return np.stack([row.astype(np.float32) if row is not None else next(fresh) for row in rows])
 
 
 @dataclass
@@ -85,8 +101,8 @@ class Evidence:
         cls, question: str, passages: Sequence[Passage], embedder: SentenceEmbedder
     ) -> Evidence:
         sentences = passage_sentences(passages)
-        vectors = _unit(embedder.embed_documents([s.text for s in sentences]))
-        question_vector = _unit(np.asarray(embedder.embed_query(question), dtype=np.float32))
+        vectors = _sentence_vectors(sentences, passages, embedder)
+        question_vector = unit_rows(np.asarray(embedder.embed_query(question), dtype=np.float32))
         terms = [set(tokenize(s.text)) for s in sentences]
         n = len(sentences)
         df: dict[str, int] = {}
@@ -233,7 +249,7 @@ def check_support(
         return SupportCheck([], [], 0)
     if not len(evidence):
         return SupportCheck([], [(s, e) for s, e, _ in spans], len(spans))
-    vectors = _unit(embedder.embed_documents([t for _, _, t in spans]))
+    vectors = unit_rows(embedder.embed_documents([t for _, _, t in spans]))
     citations, unsupported = [], []
     for (start, end, text), vector in zip(spans, vectors):
         scores = support_scores(text, vector, evidence)

@@ -184,7 +184,7 @@ class ContextPacker:
         lo, hi = 0, len(parts)  # parts[:lo] fits (0: trivially), parts[:hi] does not
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            cut = replace(passage, text=" ".join(parts[:mid]))
+            cut = replace(passage, text=" ".join(parts[:mid]), sentences=None)
             if (found := await fit(kept.passages + [cut])) is not None:
                 lo, best = mid, found
             else:

@@ -6,7 +6,7 @@ question, so the relevance threshold means the same in every mode.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -20,6 +20,7 @@ from app.core.embeddings import (
     covers,
 )
 from app.core.lexical import LexicalIndexMissing, hangul_share, is_korean
+from app.core.sentence_vectors import ChunkSentences
 from app.core.store import CollectionCache, CollectionIndex
 
 # RRF's k: 60 as in Cormack et al. (2009); it damps the weight of the very first ranks.
@@ -73,6 +74,9 @@ class RetrievalOptions:
     diversity: float = 0.0
     # How many candidates each ranking contributes before fusion and MMR (at least top_k).
     candidates: int = 30
+    # Rank dense candidates by max(chunk cosine, best sentence cosine) where the collection stores
+    # sentence vectors (app/core/sentence_vectors.py); False: by the chunk's cosine alone.
+    sentence_scoring: bool = True
 
     def but(self, mode: RetrievalMode | None = None, diversity: float | None = None) -> RetrievalOptions:
         """These options with a request's overrides (None keeps the value here)."""
@@ -99,6 +103,9 @@ class Passage:
     page: int | None = None  # for PDFs: the page the passage starts on
     title: str | None = None  # the document's title (not part of text)
     section: str | None = None  # the heading the passage is under (not part of text)
+    # The chunk's stored sentence vectors, for the evidence stage; None where the collection has
+    # none, or the text is no longer the chunk's (packing cut it).
+    sentences: ChunkSentences | None = field(default=None, compare=False, repr=False)
 
 
 def reciprocal_rank_fusion(
@@ -146,6 +153,18 @@ def maximal_marginal_relevance(
         available[best] = False
         max_sim = np.maximum(max_sim, sims[best])
     return picked
+
+
+def by_best_sentence(index: CollectionIndex, query: np.ndarray, ids: list[int]) -> list[tuple[int, float]]:
+    """``ids`` ranked by max(chunk cosine, best sentence cosine), best first (ties keep their
+    order); unchanged scores by chunk cosine when the collection stores no sentence vectors."""
+    if not ids:
+        return []
+    score = index.vectors_for(ids) @ query
+    if index.sentences is not None:
+        score = np.maximum(score, index.sentences.best_cosines(ids, query))
+    order = np.argsort(-score, kind="stable")
+    return [(ids[i], float(score[i])) for i in order]
 
 
 class Retriever:
@@ -200,6 +219,8 @@ class Retriever:
 
         if options.mode is RetrievalMode.dense:
             ranked = [(h.chunk.id, h.score) for h in index.search(query, pool)]
+            if options.sentence_scoring:
+                ranked = by_best_sentence(index, query, [cid for cid, _ in ranked])
         else:
             lexical = self._lexical(index, collection).search(question, pool)
             if options.mode is RetrievalMode.bm25:
@@ -209,6 +230,11 @@ class Retriever:
                     options.dense_weight, embedder.model_id, question, self.language_of(index)
                 )
                 dense = [h.chunk.id for h in index.search(query, pool)] if weight > 0 else []
+                if dense and options.sentence_scoring:
+                    # BM25's candidates get a dense score too: a chunk found by its words may
+                    # hold the one sentence that means what the question asks.
+                    union = list(dict.fromkeys(dense + [cid for cid, _ in lexical]))
+                    dense = [cid for cid, _ in by_best_sentence(index, query, union)][:pool]
                 ranked = reciprocal_rank_fusion([dense, [cid for cid, _ in lexical]], [weight, 1.0 - weight])[
                     :pool
                 ]
@@ -225,8 +251,12 @@ class Retriever:
             order = list(range(min(top_k, len(ids))))
         cosine = vectors @ query
         chunks = [index.chunks[ids[i]] for i in order]
+        stored = index.sentences
         return [
-            Passage(c.id, c.doc, c.text, float(cosine[i]), rank, c.page, c.title, c.section)
+            Passage(
+                c.id, c.doc, c.text, float(cosine[i]), rank, c.page, c.title, c.section,
+                stored.of_chunk(c.id) if stored is not None else None,
+            )
             for rank, (i, c) in enumerate(zip(order, chunks), start=1)
         ]
 

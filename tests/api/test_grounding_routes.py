@@ -133,7 +133,7 @@ def test_citation_offsets_point_into_the_passage_not_its_header(tmp_path):
     docs.mkdir()
     filler = " ".join(f"Line {i} covers the installer." for i in range(30))
     (docs / "hardware.md").write_text(
-        f"# Hardware guide\n\n{filler}\n\n## Graphics cards\n\nDoes ragqa need a GPU? No, it runs on the CPU.\n"
+        f"# Hardware guide\n\n{filler}\n\n## Graphics cards\n\nDoes ragqa need a GPU? No, ragqa does not need a GPU: it runs on the CPU.\n"
     )
     headed = tmp_path / "indexes"
     IngestJob(IndexStore(headed), FakeEmbedder(), TextSplitter(300, 50, TITLE_SECTION_HEADER)).run(
@@ -143,7 +143,9 @@ def test_citation_offsets_point_into_the_passage_not_its_header(tmp_path):
         body = client.post("/v1/ask", json={"question": QUESTION, "mode": "extractive"}).json()
     assert body["citations"]
     check_citations(body)
-    cited = {c["id"] for c in body["citations"]}
-    for source in (s for s in body["sources"] if s["id"] in cited):
-        assert (source["title"], source["section"]) == ("Hardware guide", "Graphics cards")
-        assert "Hardware guide" not in source["text"]
+    sources = {s["id"]: s for s in body["sources"]}
+    best = sources[body["citations"][0]["id"]]  # the answering sentence's chunk
+    assert (best["title"], best["section"]) == ("Hardware guide", "Graphics cards")
+    assert "No, ragqa does not need a GPU" in body["citations"][0]["sentence"]
+    for cited in (sources[c["id"]] for c in body["citations"]):
+        assert cited["title"] == "Hardware guide" and "Hardware guide" not in cited["text"]

@@ -209,5 +209,6 @@ def test_parse_setting_takes_candidates_per_ranking():
     assert (plain.mode.value, plain.dense_weight, plain.candidates) == ("hybrid", 0.5, 30)
     short = parse_setting("hybrid@0.3+mmr0.2/c10", 30)
     assert (short.dense_weight, short.diversity, short.candidates) == (0.3, 0.2, 10)
+    assert plain.sentence_scoring and not parse_setting("hybrid@0.3/c10/chunk", 30).sentence_scoring
     with pytest.raises(SystemExit):
         parse_setting("hybrid/10", 30)

@@ -40,7 +40,8 @@ def test_retrieve_bench_smoke():
     assert 0 < report["base_chunks"] < 300 and report["questions"] > 0
     (size,) = report["sizes"]
     assert size["chunks"] == 300 and size["requests_each"] == 12
-    for side in (size["in_process"], size["http"]):
+    assert size["sentence_vectors"] > size["chunks"]  # copied with their chunks, several a chunk
+    for side in (size["in_process"], size["http"], size["in_process_chunk_only"]):
         assert 0 < side["p50_ms"] <= side["p99_ms"]
     assert size["fewest_passages"] == report["top_k"] == 5
     # The real check: the service over HTTP ranks exactly the passages Retriever.run does.

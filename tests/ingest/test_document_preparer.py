@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from app.core.store import IndexStore, indexed_text
-from ingest.run import IngestJob, document_chunks, prepare_locally, text_key
+from app.core.store import IndexStore
+from ingest.run import IngestJob, prepare_locally, texts_to_embed
 from ingest.splitting import TextSplitter
 from tests.conftest import REPO
 from tests.fakes import FakeEmbedder
@@ -25,7 +25,8 @@ class NoEmbedding(FakeEmbedder):
 
 
 class EmbeddingPreparer:
-    """Prepares as a local run does, then embeds the new chunk texts, as the Ray workers do."""
+    """Prepares as a local run does, then embeds the new chunk texts and their sentences, as the
+    Ray workers do."""
 
     def __init__(self):
         self.embedder = FakeEmbedder()
@@ -35,12 +36,10 @@ class EmbeddingPreparer:
         self.handed.append([rel for rel, _ in work.documents])
         for rel, doc in prepare_locally(work):
             if not isinstance(doc, str):
-                texts = [
-                    indexed_text(c, work.splitter.header)
-                    for c in document_chunks(rel, doc, range(len(doc.pieces)))
-                ]
-                new = [t for t in texts if text_key(t) not in work.known_texts]
-                doc.vectors = {text_key(t): v for t, v in zip(new, self.embedder.embed_documents(new))}
+                new = texts_to_embed(
+                    rel, doc, work.splitter.header, work.known_texts, work.sentence_vectors
+                )
+                doc.vectors = dict(zip(new, self.embedder.embed_documents(list(new.values()))))
             yield rel, doc
 
 
@@ -54,9 +53,10 @@ def folder(tmp_path):
 
 def test_prepared_vectors_are_stored_and_only_changed_documents_are_handed_over(tmp_path, folder):
     splitter = TextSplitter(300, 50, "title+section")
-    local = IngestJob(IndexStore(tmp_path / "local"), FakeEmbedder(), splitter)
+    # Batches of 4 chunks: neighbouring chunks of one document land in different batches.
+    local = IngestJob(IndexStore(tmp_path / "local"), FakeEmbedder(batch_size=4), splitter)
     preparer = EmbeddingPreparer()
-    remote = IngestJob(IndexStore(tmp_path / "remote"), NoEmbedding(), splitter, prepare=preparer)
+    remote = IngestJob(IndexStore(tmp_path / "remote"), NoEmbedding(batch_size=4), splitter, prepare=preparer)
 
     for job in (local, remote):
         summary = job.run(folder, "c")
@@ -77,3 +77,7 @@ def test_prepared_vectors_are_stored_and_only_changed_documents_are_handed_over(
     assert a.chunks == b.chunks and a.manifest.documents == b.manifest.documents
     ids = sorted(a.chunks)
     np.testing.assert_array_equal(a.vectors_for(ids), b.vectors_for(ids))
+    assert a.sentences is not None and b.sentences is not None and len(a.sentences) > len(ids)
+    np.testing.assert_array_equal(a.sentences.chunk_ids, b.sentences.chunk_ids)
+    np.testing.assert_array_equal(a.sentences.spans, b.sentences.spans)
+    np.testing.assert_array_equal(a.sentences.vectors, b.sentences.vectors)

@@ -193,6 +193,10 @@ def assert_same_collection(a_dir, b_dir, name: str) -> None:
     assert a.manifest.embedding == b.manifest.embedding and a.manifest.splitter == b.manifest.splitter
     ids = sorted(a.chunks)
     np.testing.assert_allclose(a.vectors_for(ids), b.vectors_for(ids), rtol=0, atol=1e-5)
+    assert a.sentences is not None and b.sentences is not None  # embedded on Ray too (NoLocalEmbedding)
+    np.testing.assert_array_equal(a.sentences.chunk_ids, b.sentences.chunk_ids)
+    np.testing.assert_array_equal(a.sentences.spans, b.sentences.spans)
+    np.testing.assert_allclose(a.sentences.vectors, b.sentences.vectors, rtol=0, atol=1e-3)  # float16
 
 
 @pytest.mark.slow
@@ -221,6 +225,7 @@ def test_ray_ingest_writes_what_a_local_ingest_writes_and_sends_only_changed_doc
         == [{"path": "binary.txt", "reason": "binary content (NUL bytes)"}]
     )
     assert summaries[0].embedded == summaries[1].embedded
+    assert summaries[0].sentences_embedded == summaries[1].sentences_embedded > 0
     assert_same_collection(tmp_path / "local", tmp_path / "ray", "docs")
 
     # Incremental: an edit, an addition and a deletion; unchanged documents never reach Ray.

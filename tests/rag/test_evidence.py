@@ -30,6 +30,13 @@ def test_sentences_keep_offsets_and_drop_repeats():
         assert source.text[s.start:s.end] == s.text
 
 
+def test_questions_and_headings_are_not_evidence():
+    faq = Passage(3, "faq.md", "# FAQ\n\nDoes ragqa need a GPU? No, it runs on the CPU.", 0.9, 1)
+    korean = Passage(4, "faq-ko.md", "한국어 질문도 되나요? 네, 한국어 질문도 됩니다.", 0.8, 2)
+    texts = [s.text for s in passage_sentences([faq, korean])]
+    assert texts == ["No, it runs on the CPU.", "네, 한국어 질문도 됩니다."]
+
+
 @pytest.mark.parametrize("weights", [None, PICKER_WEIGHTS])
 def test_selector_picks_the_answering_sentence(weights):
     evidence = Evidence.build("When was the Eiffel Tower finished?", PASSAGES, HashedWords())

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 KOREAN = Path(__file__).resolve().parents[1] / "data" / "korean"
 DENSE = RetrievalOptions(mode=RetrievalMode.dense)
+DENSE_CHUNKS_ONLY = RetrievalOptions(mode=RetrievalMode.dense, sentence_scoring=False)  # the model alone
 BM25 = RetrievalOptions(mode=RetrievalMode.bm25)
 HYBRID = RetrievalOptions(mode=RetrievalMode.hybrid)
 
@@ -48,9 +49,9 @@ def test_korean_floors_with_multilingual_embeddings(korean_use, korean_questions
     dense = evaluate(korean_use, korean_questions, DENSE)
     bm25 = evaluate(korean_use, korean_questions, BM25)
     hybrid = evaluate(korean_use, korean_questions, HYBRID)
-    assert dense["hit@5"] >= 0.95 and dense["mrr"] >= 0.88  # measured 0.984, 0.926
+    assert dense["hit@5"] >= 0.95 and dense["mrr"] >= 0.88  # measured 0.984, 0.934
     assert bm25["hit@1"] >= 0.87 and bm25["mrr"] >= 0.92  # measured 0.921, 0.952
-    assert hybrid["hit@5"] >= 0.98 and hybrid["mrr"] >= 0.90  # measured 1.000, 0.944
+    assert hybrid["hit@5"] >= 0.98 and hybrid["mrr"] >= 0.90  # measured 1.000, 0.958
 
 
 def test_korean_morphemes_beat_whitespace_tokens(korean_use, korean_questions):
@@ -69,7 +70,9 @@ def test_korean_morphemes_beat_whitespace_tokens(korean_use, korean_questions):
 
 def test_minilm_is_english_only(tmp_path_factory, embedder, korean_use, korean_questions):
     minilm = _korean_retriever(tmp_path_factory, embedder)
-    assert evaluate(minilm, korean_questions, DENSE)["mrr"] <= 0.45  # measured 0.295
+    # Chunk vectors alone: 0.295 measured (ranked by best sentence too, 0.464: short Korean
+    # sentences share some Latin and number tokens, still far below USE).
+    assert evaluate(minilm, korean_questions, DENSE_CHUNKS_ONLY)["mrr"] <= 0.45
     assert evaluate(korean_use, korean_questions, DENSE)["mrr"] >= 0.85
     # ...so its dense list gets no weight on Korean: hybrid is BM25 alone, never below it (issue 19).
     hybrid, bm25 = evaluate(minilm, korean_questions, HYBRID), evaluate(minilm, korean_questions, BM25)
@@ -93,5 +96,6 @@ def test_squad_v11_floors(squad):
     assert hybrid["mrr"] >= dense["mrr"] - 0.01  # fusion never did worse than dense alone
 
 
-# Measured hit@5: dense 0.967, bm25 0.983, hybrid (dense weight 0.3) 0.980; passage hit@5 0.950.
+# Measured hit@5: dense 0.973, bm25 0.983, hybrid (dense weight 0.3) 0.993; passage hit@5 0.967
+# (with sentence scoring; by chunk cosine alone: 0.967, 0.983, 0.980, 0.950).
 SQUAD_FLOORS = {"dense": 0.95, "bm25": 0.96, "hybrid": 0.96, "hybrid_passage": 0.92}
