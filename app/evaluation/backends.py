@@ -67,8 +67,10 @@ class InProcessBackend:
         self.services = services
 
     async def retrieve(self, question: str, collection: str, top_k: int) -> list[dict]:
+        from app.api.schemas import Source
+
         passages = await self.services.pipeline.retrieve(question, collection, top_k)
-        return [asdict(p) for p in passages]
+        return [source.model_dump() for source in Source.of(passages)]  # as /v1/retrieve's JSON
 
     async def ask(self, question: str, config: EvalConfig, closed_book: bool) -> dict:
         from app.api.schemas import AskRequest, AskResponse
