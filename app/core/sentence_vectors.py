@@ -126,9 +126,6 @@ class SentenceVectors:
         arrays = [np.load(folder / name, mmap_mode="r", allow_pickle=False) for name in _FILES]
         return cls(*arrays)
 
-    def nbytes(self) -> int:
-        return self.chunk_ids.nbytes + self.spans.nbytes + self.vectors.nbytes
-
 
 def sentence_texts(text: str, spans: Iterable[Span]) -> list[str]:
     return [text[s:e] for s, e in spans]
