@@ -9,7 +9,7 @@ model); their chunks are then cycled until there are N: copy k of document D is 
 ``copyK/D`` and holds D's chunk texts unchanged, and each copy's vector is the original's plus
 gaussian noise (--noise per dimension), re-normalised, so FAISS ranks N distinct vectors.
 IndexStore writes the collection as an ingest does: FAISS, chunks.jsonl, manifest, BM25 and the
-sentence vectors (each copy's are its original's plus the same noise; RAGQA_SENTENCE_VECTORS=false:
+sentence vectors (each copy's are its original's plus fresh noise of the same size; RAGQA_SENTENCE_VECTORS=false:
 none). In-process retrieval is also timed with dense candidates ranked by the chunk's cosine alone
 (``in_process_chunk_only``, retrieval as before sentence vectors), alternating with the others.
 
@@ -122,7 +122,7 @@ def synthetic_collection(base: CollectionIndex, size: int, noise: float, seed: i
 
 
 def synthetic_sentences(base: CollectionIndex, rows: np.ndarray, noise: float, rng) -> SentenceVectors | None:
-    """Each copy's sentence vectors: its original's, with the same gaussian noise per dimension."""
+    """Each copy's sentence vectors: its original's plus fresh N(0, noise) per dimension, re-normalised."""
     if base.sentences is None:
         return None
     originals = sorted(base.chunks)
