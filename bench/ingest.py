@@ -110,7 +110,8 @@ def main() -> None:
             index_dir = work / f"indexes-{round_}"
 
             def run_ingest(sentence_vectors: bool, seconds: list[float]) -> None:
-                folder = index_dir / ("with" if sentence_vectors else "without")
+                side = "with" if sentence_vectors else "without"
+                folder = index_dir / side
                 job = IngestJob(IndexStore(folder), embedder, splitter, sentence_vectors=sentence_vectors)
                 started = time.perf_counter()
                 summary = job.run(docs, "bench")
@@ -118,7 +119,7 @@ def main() -> None:
                 if summary.skipped:
                     raise SystemExit(f"documents skipped: {summary.skipped}")
                 version = folder / "bench" / summary.version
-                index_bytes["with" if sentence_vectors else "without"] = sum(
+                index_bytes[side] = sum(
                     f.stat().st_size for f in version.rglob("*") if f.is_file()
                 )
 

@@ -39,10 +39,10 @@ from app.core.lexical import letter_counts
 from app.core.sentence_vectors import (
     ChunkSentences,
     SentenceVectors,
-    chunk_sentence_spans,
     sentence_texts,
     unit_rows,
 )
+from app.core.sentences import split_sentences
 from app.core.store import (
     Chunk,
     CollectionIndex,
@@ -170,7 +170,7 @@ def texts_to_embed(
             continue
         texts.setdefault(text_key(text), text)
         if sentence_vectors:
-            for sentence in sentence_texts(chunk.text, chunk_sentence_spans(chunk.text)):
+            for sentence in sentence_texts(chunk.text):
                 texts.setdefault(text_key(sentence), sentence)
     return texts
 
@@ -347,7 +347,7 @@ class _VersionBuilder:
             if known is not None:
                 self.sentences[chunk.id] = known
             else:
-                todo.append((chunk, chunk_sentence_spans(chunk.text)))
+                todo.append((chunk, split_sentences(chunk.text)))
         texts = list(dict.fromkeys(t for c, spans in todo for t in sentence_texts(c.text, spans)))
         # Not embedded again: a sentence that is a whole chunk's indexed text (a one-sentence
         # document), and one the previous batch had (chunks overlap across a batch boundary).

@@ -27,11 +27,6 @@ _FILES = ("chunk_ids.npy", "spans.npy", "vectors.npy")
 Span = tuple[int, int]
 
 
-def chunk_sentence_spans(text: str) -> tuple[Span, ...]:
-    """The sentences of a chunk that get a stored vector."""
-    return split_sentences(text)
-
-
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
@@ -127,5 +122,6 @@ class SentenceVectors:
         return cls(*arrays)
 
 
-def sentence_texts(text: str, spans: Iterable[Span]) -> list[str]:
-    return [text[s:e] for s, e in spans]
+def sentence_texts(text: str, spans: Iterable[Span] | None = None) -> list[str]:
+    """The sentences of ``text`` that get a stored vector (``spans``: its ``split_sentences``)."""
+    return [text[s:e] for s, e in (split_sentences(text) if spans is None else spans)]

@@ -20,7 +20,7 @@ from app.core.embeddings import (
     covers,
 )
 from app.core.lexical import LexicalIndexMissing, hangul_share, is_korean
-from app.core.sentence_vectors import ChunkSentences
+from app.core.sentence_vectors import ChunkSentences, SentenceVectors
 from app.core.store import CollectionCache, CollectionIndex
 
 # RRF's k: 60 as in Cormack et al. (2009); it damps the weight of the very first ranks.
@@ -155,14 +155,13 @@ def maximal_marginal_relevance(
     return picked
 
 
-def by_best_sentence(index: CollectionIndex, query: np.ndarray, ids: list[int]) -> list[tuple[int, float]]:
-    """``ids`` ranked by max(chunk cosine, best sentence cosine), best first (ties keep their
-    order); unchanged scores by chunk cosine when the collection stores no sentence vectors."""
+def by_best_sentence(
+    index: CollectionIndex, sentences: SentenceVectors, query: np.ndarray, ids: list[int]
+) -> list[tuple[int, float]]:
+    """``ids`` ranked by max(chunk cosine, best sentence cosine), best first (ties keep their order)."""
     if not ids:
         return []
-    score = index.vectors_for(ids) @ query
-    if index.sentences is not None:
-        score = np.maximum(score, index.sentences.best_cosines(ids, query))
+    score = np.maximum(index.vectors_for(ids) @ query, sentences.best_cosines(ids, query))
     order = np.argsort(-score, kind="stable")
     return [(ids[i], float(score[i])) for i in order]
 
@@ -216,11 +215,13 @@ class Retriever:
         embedder = self._embedder(index, collection)
         query = embedder.embed_query(question)
         pool = max(top_k, options.candidates)
+        # None: the dense candidates keep their chunk cosines' order.
+        sentences = index.sentences if options.sentence_scoring else None
 
         if options.mode is RetrievalMode.dense:
             ranked = [(h.chunk.id, h.score) for h in index.search(query, pool)]
-            if options.sentence_scoring:
-                ranked = by_best_sentence(index, query, [cid for cid, _ in ranked])
+            if sentences is not None:
+                ranked = by_best_sentence(index, sentences, query, [cid for cid, _ in ranked])
         else:
             lexical = self._lexical(index, collection).search(question, pool)
             if options.mode is RetrievalMode.bm25:
@@ -230,11 +231,11 @@ class Retriever:
                     options.dense_weight, embedder.model_id, question, self.language_of(index)
                 )
                 dense = [h.chunk.id for h in index.search(query, pool)] if weight > 0 else []
-                if dense and options.sentence_scoring:
+                if dense and sentences is not None:
                     # BM25's candidates get a dense score too: a chunk found by its words may
                     # hold the one sentence that means what the question asks.
                     union = list(dict.fromkeys(dense + [cid for cid, _ in lexical]))
-                    dense = [cid for cid, _ in by_best_sentence(index, query, union)][:pool]
+                    dense = [cid for cid, _ in by_best_sentence(index, sentences, query, union)][:pool]
                 ranked = reciprocal_rank_fusion([dense, [cid for cid, _ in lexical]], [weight, 1.0 - weight])[
                     :pool
                 ]
@@ -251,7 +252,7 @@ class Retriever:
             order = list(range(min(top_k, len(ids))))
         cosine = vectors @ query
         chunks = [index.chunks[ids[i]] for i in order]
-        stored = index.sentences
+        stored = index.sentences  # for the evidence stage, however the passages were ranked
         return [
             Passage(
                 c.id, c.doc, c.text, float(cosine[i]), rank, c.page, c.title, c.section,

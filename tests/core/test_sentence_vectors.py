@@ -8,7 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from app.core.sentence_vectors import ChunkSentences, SentenceVectors, chunk_sentence_spans
+from app.core.sentence_vectors import ChunkSentences, SentenceVectors
+from app.core.sentences import split_sentences
 from app.core.store import (
     Chunk,
     CollectionCache,
@@ -102,7 +103,7 @@ def test_ingest_stores_every_chunks_sentences_and_reembeds_only_changes(tmp_path
     assert first.sentences_embedded == len(embedder.texts) - first.embedded > 0
     for chunk in index.chunks.values():
         rows = index.sentences.of_chunk(chunk.id)
-        assert [tuple(s) for s in rows.spans.tolist()] == list(chunk_sentence_spans(chunk.text))
+        assert [tuple(s) for s in rows.spans.tolist()] == list(split_sentences(chunk.text))
         texts = [chunk.text[s:e] for s, e in rows.spans.tolist()]
         np.testing.assert_allclose(rows.vectors, FakeEmbedder(dim=DIM).embed_documents(texts), atol=1e-3)
     embedder.texts.clear()
@@ -182,7 +183,7 @@ def test_dense_ranking_takes_a_chunks_best_sentence(tmp_path):
     )
     cache = _collection(tmp_path, texts, chunk_vectors, sentences)
     index = cache.get("c")
-    assert [cid for cid, _ in by_best_sentence(index, q, [0, 1])] == [1, 0]
+    assert [cid for cid, _ in by_best_sentence(index, sentences, q, [0, 1])] == [1, 0]
     retriever = Retriever(cache, embedder)
     dense = RetrievalOptions(mode=RetrievalMode.dense)
     assert [p.id for p in retriever.run(question, "c", 2, dense)] == [1, 0]
