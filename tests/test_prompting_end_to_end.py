@@ -96,7 +96,7 @@ def test_max_tokens_and_stop_hold(client, question):
 
 def test_low_retrieval_score_refuses_without_asking_the_llm(client):
     body = ask(client, question="qwxz plorb fnord vumble?")
-    assert body["top_score"] >= max(s["score"] for s in body["sources"])  # sources: those packed
+    assert body["top_score"] >= max(s["relevance"] for s in body["sources"])  # sources: those packed
     assert body["top_score"] < Settings.model_fields["refusal_min_score"].default
     assert body["refused"] and not body["grounded"]
     assert body["answer"] == "The answer is not in the documents."

@@ -60,7 +60,7 @@ def test_ask_answers_from_stored_chunks(squad_server, squad_index, questions):
             if body["usage"]["completion_tokens"] == 0:
                 # RAGQA_REFUSAL_MIN_SCORE: no passage was close enough, so the LLM was not asked.
                 assert body["answer"] == REFUSAL and body["refused"] and not body["grounded"]
-                assert max(s["score"] for s in body["sources"]) < Settings().refusal_min_score
+                assert max(s["relevance"] for s in body["sources"]) < Settings().refusal_min_score
                 refused_unasked += 1
             else:
                 assert body["usage"]["prompt_tokens"] > 0

@@ -179,6 +179,10 @@ class Source(BaseModel):
     doc: str = Field(description="file name relative to the ingested folder")
     text: str
     score: float = Field(description="cosine similarity to the question, in every retrieval mode")
+    relevance: float = Field(
+        description="the higher of score and its best sentence's cosine to the question: what "
+        "RAGQA_REFUSAL_MIN_SCORE and RAGQA_MIN_RELEVANCE compare"
+    )
     rank: int
     page: int | None = Field(None, description="for PDFs: the page the passage starts on")
     title: str | None = Field(
@@ -282,8 +286,8 @@ class AskResponse(BaseModel):
     closed_book: ClosedBookAnswer | None = Field(None, description="compare: the closed-book answer")
     top_score: float | None = Field(
         None,
-        description="rag: the best cosine similarity retrieved, which RAGQA_REFUSAL_MIN_SCORE is "
-        "compared with",
+        description="rag: the best relevance retrieved (sources[].relevance over every retrieved "
+        "passage), which RAGQA_REFUSAL_MIN_SCORE is compared with",
     )
     model: str
     usage: Usage

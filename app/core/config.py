@@ -107,13 +107,15 @@ class Settings(BaseSettings):
     # a value set here (environment, .env) applies to every collection; not set, each collection
     # gets its model's default (app.core.embeddings.MODEL_PROFILES; the values here are
     # all-MiniLM-L6-v2's).
-    # Below this cosine similarity a passage is not evidence; if no passage reaches it,
-    # the answer is marked ungrounded.
-    min_relevance: float = Field(0.3, ge=-1.0, le=1.0)
-    # If no retrieved passage reaches this cosine similarity, ragqa answers with the refusal
-    # sentence without asking the LLM. Calibrated on squad-v2.0-dev (`ragqa refusal-curve`):
-    # the least confabulation that refuses at most 5% of answerable questions; docs/prompting.md.
-    refusal_min_score: float = Field(0.325, ge=-1.0, le=1.0)
+    # Both compare a passage's relevance: its chunk's cosine similarity to the question or its
+    # best sentence's, whichever is higher (app.rag.retrieval.Passage.relevance).
+    # Below this relevance a passage is not evidence; if no passage reaches it, the answer is
+    # marked ungrounded.
+    min_relevance: float = Field(0.43, ge=-1.0, le=1.0)
+    # If no retrieved passage reaches this relevance, ragqa answers with the refusal sentence
+    # without asking the LLM. Calibrated on squad-v2.0-dev half A (bench/model_thresholds.py):
+    # the least confabulation that refuses at most 5% of answerable questions.
+    refusal_min_score: float = Field(0.435, ge=-1.0, le=1.0)
     # How /v1/ask answers when a request names no mode: "rag" generates, "extractive" quotes
     # the best evidence sentences. "auto": extractive when the LLM is the bundled 135M model
     # (whose generated answers hold the gold answer far less often than a quote does,

@@ -59,20 +59,21 @@ class ModelProfile:
     quote_min_score: float = -1.0  # -1: every quote that passes the other checks is given
 
 
-# all-MiniLM-L6-v2's values were calibrated on squad-v2.0-dev (docs/prompting.md, docs/grounding.md).
-# The multilingual USE's cosines run lower (median best cosine of an answerable Korean question
-# 0.35): its two retrieval thresholds refuse the same share of answerable questions on the Korean
-# sets as MiniLM's do on squad-v2.0 (bench/model_thresholds.py, docs/retrieval.md "Thresholds per
-# model"). Its support and quote thresholds are not calibrated (no Korean unanswerable questions
-# here): SUPPORT_MIN, and no quote threshold.
-DEFAULT_PROFILE = ModelProfile(None, refusal_min_score=0.325, min_relevance=0.3)
+# The two retrieval thresholds compare ``Passage.relevance`` (a chunk's cosine or its best
+# sentence's) and come from bench/model_thresholds.py (docs/retrieval.md "Thresholds per model"):
+# all-MiniLM-L6-v2's refusal threshold is the least confabulation on squad-v2.0-dev half A that
+# refuses at most 5 % of its answerable questions; the multilingual USE's cosines run lower, so
+# its two values refuse the same share of answerable questions on the Korean sets as MiniLM's do
+# on squad-v2.0. USE's support and quote thresholds are not calibrated (no Korean unanswerable
+# questions here): SUPPORT_MIN, and no quote threshold.
+DEFAULT_PROFILE = ModelProfile(None, refusal_min_score=0.435, min_relevance=0.43)
 MODEL_PROFILES: dict[str, ModelProfile] = {
     # support 0.75: bench/grounding.py on squad-v2.0-dev half A (docs/grounding.md); its quote
     # threshold stays off: no value kept false refusals within 5 % there.
     DEFAULT_EMBEDDING_MODEL: ModelProfile(
-        frozenset({"en"}), refusal_min_score=0.325, min_relevance=0.3, support_min_score=0.75
+        frozenset({"en"}), refusal_min_score=0.435, min_relevance=0.43, support_min_score=0.75
     ),
-    USE_MULTILINGUAL: ModelProfile(None, refusal_min_score=0.15, min_relevance=0.125),
+    USE_MULTILINGUAL: ModelProfile(None, refusal_min_score=0.235, min_relevance=0.22),
 }
 
 

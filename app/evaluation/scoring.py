@@ -67,7 +67,7 @@ def score_answer(q: EvalQuestion, reply: dict) -> dict:
         "language_match": (
             is_in_language(answer, Language(language)) if language else None
         ),
-        "sources": [{k: s[k] for k in ("id", "doc", "score", "rank")} for s in reply.get("sources", [])],
+        "sources": [{k: s[k] for k in ("id", "doc", "score", "relevance", "rank")} for s in reply.get("sources", [])],
         "model": reply.get("model"),
         "prompt_tokens": reply["usage"]["prompt_tokens"],
         "completion_tokens": reply["usage"]["completion_tokens"],

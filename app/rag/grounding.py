@@ -12,12 +12,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
 
 from app.core.embeddings import MODEL_PROFILES, thresholds_for
+from app.core.sentence_vectors import ChunkSentences, sentence_texts, unit_rows
+from app.core.sentences import split_sentences
 from app.rag.evidence import (
     SUPPORT_MIN,
     Citation,
@@ -200,4 +202,24 @@ class Grounder:
 
     def has_evidence(self, passages: Sequence[Passage]) -> bool:
         """Some passage reaches RAGQA_MIN_RELEVANCE: the one test of "there is evidence"."""
-        return any(p.score >= self.min_relevance for p in passages)
+        return any(p.relevance >= self.min_relevance for p in passages)
+
+    def with_sentence_scores(self, question: str, passages: Sequence[Passage]) -> list[Passage]:
+        """The passages with their best sentence's cosine (``Passage.relevance``), for a
+        collection that stores no sentence vectors (written before they were): its passages'
+        sentences are embedded here, through the cache, and carried on to the evidence stage."""
+        spans = [split_sentences(p.text) if p.sentences is None else [] for p in passages]
+        texts = [t for p, own in zip(passages, spans) for t in sentence_texts(p.text, own)]
+        if not texts:
+            return list(passages)
+        vectors = iter(unit_rows(self.embedder.embed_documents(texts)))
+        query = unit_rows(np.asarray(self.embedder.embed_query(question), dtype=np.float32))
+        out = []
+        for p, own in zip(passages, spans):
+            if not own:
+                out.append(p)
+                continue
+            rows = np.stack([next(vectors) for _ in own])
+            sentences = ChunkSentences(np.asarray(own, dtype=np.int32), rows.astype(np.float16))
+            out.append(replace(p, sentences=sentences, sentence_score=float((rows @ query).max())))
+        return out

@@ -97,8 +97,8 @@ class PreparedPrompt:
 
     @property
     def top_score(self) -> float:
-        """The best cosine similarity retrieved: what the refusal threshold compares."""
-        return max((p.score for p in self.passages), default=-1.0)
+        """The best relevance retrieved (``Passage.relevance``): what the refusal threshold compares."""
+        return max((p.relevance for p in self.passages), default=-1.0)
 
     def refuse_without_llm(self, refusal_min_score: float) -> bool:
         """Nothing retrieved is close enough to the question to be worth asking about."""
@@ -353,6 +353,10 @@ class AskPipeline:
             passages = merge_passages(
                 passages,
                 await self.retrieve(step_back_question, query.collection, query.top_k, query.retrieval),
+            )
+        if any(p.sentences is None for p in passages):  # a collection without sentence vectors
+            passages = await run_in_threadpool(
+                self.grounder_for(query.collection).with_sentence_scores, query.question, passages
             )
         exemplars = await run_in_threadpool(
             self.selector.select, query.prompt_mode, query.question, query.shots

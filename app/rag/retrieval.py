@@ -1,7 +1,8 @@
 """Retrieval over a stored collection: dense, BM25 or both fused by RRF, then optional MMR.
 
 Whatever ranks the passages, ``Passage.score`` is the cosine similarity of the passage to the
-question, so the relevance threshold means the same in every mode.
+question and ``Passage.relevance`` the higher of it and its best sentence's, so the thresholds
+mean the same in every mode.
 """
 
 from __future__ import annotations
@@ -106,6 +107,15 @@ class Passage:
     # The chunk's stored sentence vectors, for the evidence stage; None where the collection has
     # none, or the text is no longer the chunk's (packing cut it).
     sentences: ChunkSentences | None = field(default=None, compare=False, repr=False)
+    # Its best sentence's cosine to the question; None where not known (no sentence vectors).
+    sentence_score: float | None = None
+
+    @property
+    def relevance(self) -> float:
+        """What the refusal and evidence thresholds compare: the chunk's cosine or its best
+        sentence's, whichever is higher. The model averages a long chunk, which drowns the one
+        sentence that answers (a Korean chunk most of all)."""
+        return self.score if self.sentence_score is None else max(self.score, self.sentence_score)
 
 
 def reciprocal_rank_fusion(
@@ -253,12 +263,18 @@ class Retriever:
         cosine = vectors @ query
         chunks = [index.chunks[ids[i]] for i in order]
         stored = index.sentences  # for the evidence stage, however the passages were ranked
+        if stored is None:
+            return [
+                Passage(c.id, c.doc, c.text, float(cosine[i]), rank, c.page, c.title, c.section)
+                for rank, (i, c) in enumerate(zip(order, chunks), start=1)
+            ]
+        best = stored.best_cosines([c.id for c in chunks], query)
         return [
             Passage(
                 c.id, c.doc, c.text, float(cosine[i]), rank, c.page, c.title, c.section,
-                stored.of_chunk(c.id) if stored is not None else None,
+                stored.of_chunk(c.id), float(b) if np.isfinite(b) else None,
             )
-            for rank, (i, c) in enumerate(zip(order, chunks), start=1)
+            for rank, (i, c, b) in enumerate(zip(order, chunks, best), start=1)
         ]
 
     def _embedder(self, index: CollectionIndex, collection: str) -> Embedder:

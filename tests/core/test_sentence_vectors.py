@@ -22,6 +22,7 @@ from app.core.store import (
     new_faiss_index,
 )
 from app.rag.evidence import Evidence
+from app.rag.grounding import Grounder
 from app.rag.retrieval import RetrievalMode, RetrievalOptions, Retriever, by_best_sentence
 from ingest.run import IngestJob
 from ingest.splitting import TextSplitter
@@ -190,9 +191,13 @@ def test_dense_ranking_takes_a_chunks_best_sentence(tmp_path):
     chunk_only = RetrievalOptions(mode=RetrievalMode.dense, sentence_scoring=False)
     passages = retriever.run(question, "c", 2, chunk_only)
     assert [p.id for p in passages] == [0, 1]
-    # ``score`` stays the chunk's cosine, whatever ranked it (the thresholds are calibrated on it).
+    # ``score`` stays the chunk's cosine, whatever ranked it; ``relevance``, which the thresholds
+    # compare, is the best of it and the chunk's best sentence.
     assert passages[0].score == pytest.approx(float(chunk_vectors[0] @ q), abs=1e-5)
     assert passages[1].sentences is not None and len(passages[1].sentences.spans) == 2
+    assert passages[1].sentence_score == pytest.approx(1.0, abs=1e-2)
+    assert passages[1].relevance == passages[1].sentence_score > passages[1].score
+    assert passages[0].relevance == max(passages[0].score, passages[0].sentence_score or -1.0)
 
 
 def test_evidence_reads_stored_vectors_and_embeds_only_the_rest(tmp_path, folder):
@@ -213,3 +218,31 @@ def test_evidence_reads_stored_vectors_and_embeds_only_the_rest(tmp_path, folder
     assert len(counting.texts) == len(fresh)  # without them, each sentence is embedded
     np.testing.assert_allclose(evidence.vectors, fresh.vectors, atol=2e-3)
 
+
+
+def test_a_collection_without_sentence_vectors_gets_sentence_scores_per_request(tmp_path, folder):
+    """An older collection: the grounder embeds its passages' sentences (once, through its cache),
+    giving the same relevance as stored vectors would, and the evidence stage reuses them."""
+    question = "Where do barn owls nest?"
+    job = _job(tmp_path, CountingEmbedder(), sentence_vectors=False)
+    job.run(folder, "c")
+    passages = Retriever(CollectionCache(job.store), job.embedder).run(question, "c", 3)
+    assert all(p.sentences is None and p.sentence_score is None for p in passages)
+    assert [p.relevance for p in passages] == [p.score for p in passages]
+
+    counting = CountingEmbedder()
+    scored = Grounder(counting).with_sentence_scores(question, passages)
+    assert [p.id for p in scored] == [p.id for p in passages]
+    assert sorted(counting.texts) == sorted(
+        p.text[s:e] for p in passages for s, e in split_sentences(p.text)
+    )
+    stored_job = _job(tmp_path / "stored", CountingEmbedder())
+    stored_job.run(folder, "c")
+    stored = Retriever(CollectionCache(stored_job.store), stored_job.embedder).run(question, "c", 3)
+    assert [p.id for p in stored] == [p.id for p in scored]
+    for fresh, kept in zip(scored, stored):
+        assert fresh.sentence_score == pytest.approx(kept.sentence_score, abs=2e-3)
+    counting.texts.clear()
+    assert Grounder(counting).with_sentence_scores(question, scored) == scored  # nothing left to embed
+    Evidence.build(question, scored, counting)
+    assert counting.texts == []  # the evidence stage read the vectors the grounder made

@@ -81,3 +81,17 @@ def test_stream_gives_the_result_run_gives(index_dir, refusal_min_score):
     for key in (*same, "strategy", "mode", "top_score", "answer_source", "citations", "supported_share", "completion_tokens"):
         assert getattr(streamed, key) == getattr(ran, key), key
     assert (ran.answer == REFUSAL) is (refusal_min_score == 1.0)
+
+
+def test_the_refusal_threshold_compares_the_best_sentence_too(index_dir):
+    """A threshold above every chunk's cosine but below a chunk's best sentence: the LLM is asked."""
+    prepared = asyncio.run(pipeline(index_dir, FakeChatLLM()).prepare(query()))
+    best_chunk = max(p.score for p in prepared.passages)
+    assert prepared.top_score == max(p.relevance for p in prepared.passages) > best_chunk
+    between = (best_chunk + prepared.top_score) / 2
+    llm = FakeChatLLM(["ragqa answers questions."])
+    result = asyncio.run(pipeline(index_dir, llm, between).run(query()))
+    assert len(llm.calls) == 1 and not result.refused and result.top_score == prepared.top_score
+    llm = FakeChatLLM(["ragqa answers questions."])
+    result = asyncio.run(pipeline(index_dir, llm, prepared.top_score + 1e-6).run(query()))
+    assert llm.calls == [] and result.refused
