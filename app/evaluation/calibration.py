@@ -1,6 +1,6 @@
 """The refusal threshold, calibrated on an eval report: ``ragqa refusal-curve REPORT.json``.
 
-ragqa refuses without asking the model when the best retrieved cosine similarity (``top_score``)
+ragqa refuses without asking the model when the best retrieved relevance (``top_score``)
 is below ``RAGQA_REFUSAL_MIN_SCORE``; otherwise the model answers and may refuse by itself. A
 report run with the threshold off (``ragqa eval --refusal-min-score -1``) holds every model
 answer and its ``top_score``, so any threshold can be replayed on it exactly: below ``t`` the
@@ -137,7 +137,7 @@ def plot(curve: list[dict], chosen: dict | None, path: Path, title: str = "") ->
     ax.plot(xs, [100 * c["false_refusal_rate"] for c in points], ls="--", label="false refusal")
     if chosen is not None:
         ax.axvline(chosen["threshold"], color="grey", ls=":", label=f"chosen {chosen['threshold']:.3f}")
-    ax.set(xlabel="RAGQA_REFUSAL_MIN_SCORE (best retrieved cosine)", ylabel="%", ylim=(0, 101))
+    ax.set(xlabel="RAGQA_REFUSAL_MIN_SCORE (best retrieved relevance)", ylabel="%", ylim=(0, 101))
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

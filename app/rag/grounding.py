@@ -126,7 +126,7 @@ class Grounder:
         quote_min_score: float = -1.0,
     ):
         self.embedder = SentenceVectorCache(embedder)
-        # Below this best retrieved cosine the pipeline refuses without asking the LLM.
+        # Below this best retrieved relevance the pipeline refuses without asking the LLM.
         self.refusal_min_score = refusal_min_score
         # A quote whose first sentence is further than this from the question is not given.
         self.quote_min_score = quote_min_score
