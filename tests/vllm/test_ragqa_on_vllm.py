@@ -65,7 +65,8 @@ async def pack_and_chat(vllm, passages: list[Passage], max_tokens: int):
 def test_packing_is_token_exact_on_vllm(ragqa_on_vllm, vllm, record):
     """The packer's count of the rendered prompt is the engine's own: usage.prompt_tokens."""
     retrieved = post(ragqa_on_vllm, "/v1/retrieve", {"question": QUESTION, "collection": "long", "top_k": 50})
-    passages = [Passage(**p) for p in retrieved.json()["passages"]]
+    # ``relevance`` is derived (Passage.relevance), not a field to pass back.
+    passages = [Passage(**{k: v for k, v in p.items() if k != "relevance"}) for p in retrieved.json()["passages"]]
     assert len(passages) == 50
     packed, completion = asyncio.run(pack_and_chat(vllm, passages, 1024))
     assert packed.exact and packed.context_window == WINDOW
