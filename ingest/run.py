@@ -370,9 +370,7 @@ class _VersionBuilder:
         row = {t: i for i, t in enumerate(texts)}
         for chunk, spans in todo:
             rows = [row[t] for t in sentence_texts(chunk.text, spans)]
-            self.sentences[chunk.id] = ChunkSentences(
-                np.asarray(spans, dtype=np.int32).reshape(-1, 2), vectors[rows].astype(np.float16)
-            )
+            self.sentences[chunk.id] = ChunkSentences.of(spans, vectors[rows])
             self.known_sentences.setdefault(text_key(chunk.text), self.sentences[chunk.id])
 
     def result(self) -> CollectionIndex:

@@ -40,6 +40,11 @@ class ChunkSentences:
     spans: np.ndarray  # int32, (n, 2)
     vectors: np.ndarray  # float16, (n, dim)
 
+    @classmethod
+    def of(cls, spans: Sequence[Span], vectors: np.ndarray) -> ChunkSentences:
+        """The stored form of a chunk's ``split_sentences`` spans and their unit vectors."""
+        return cls(np.asarray(spans, dtype=np.int32).reshape(-1, 2), np.asarray(vectors).astype(np.float16))
+
 
 class SentenceVectors:
     """The sentence vectors of one collection version, rows grouped by chunk id (ascending)."""

@@ -220,6 +220,7 @@ class Grounder:
                 out.append(p)
                 continue
             rows = np.stack([next(vectors) for _ in own])
-            sentences = ChunkSentences(np.asarray(own, dtype=np.int32), rows.astype(np.float16))
-            out.append(replace(p, sentences=sentences, sentence_score=float((rows @ query).max())))
+            out.append(
+                replace(p, sentences=ChunkSentences.of(own, rows), sentence_score=float((rows @ query).max()))
+            )
         return out

@@ -262,17 +262,18 @@ class Retriever:
             order = list(range(min(top_k, len(ids))))
         cosine = vectors @ query
         chunks = [index.chunks[ids[i]] for i in order]
-        stored = index.sentences  # for the evidence stage, however the passages were ranked
-        if stored is None:
-            return [
-                Passage(c.id, c.doc, c.text, float(cosine[i]), rank, c.page, c.title, c.section)
-                for rank, (i, c) in enumerate(zip(order, chunks), start=1)
-            ]
-        best = stored.best_cosines([c.id for c in chunks], query)
+        # The stored sentences go to the evidence stage, however the passages were ranked.
+        stored = index.sentences
+        best = (
+            stored.best_cosines([c.id for c in chunks], query)
+            if stored is not None
+            else np.full(len(chunks), -np.inf)
+        )
         return [
             Passage(
                 c.id, c.doc, c.text, float(cosine[i]), rank, c.page, c.title, c.section,
-                stored.of_chunk(c.id), float(b) if np.isfinite(b) else None,
+                stored.of_chunk(c.id) if stored is not None else None,
+                float(b) if np.isfinite(b) else None,
             )
             for rank, (i, c, b) in enumerate(zip(order, chunks, best), start=1)
         ]
