@@ -554,7 +554,6 @@ class CollectionCache:
             for attempt in range(3):
                 try:
                     loaded = self.store.load(name)
-                    break
                 except (OSError, CorruptCollection) as exc:
                     # A writer may have swapped and pruned the version between our reading
                     # CURRENT and opening its files: read CURRENT again. If the new version
@@ -564,5 +563,11 @@ class CollectionCache:
                             raise CorruptCollection(f"collection {name!r} cannot be loaded: {exc}") from exc
                         log.warning("keeping version %s of %r: %s", cached.version, name, exc)
                         return cached
+                    continue
+                # A version pruned while it was read loses its optional parts (BM25, sentence
+                # vectors) without an error: it reads as one written before they existed. A
+                # version still live was not pruned; otherwise read CURRENT again.
+                if loaded.version == self.store.current_version(name) or attempt == 2:
+                    break
             self._loaded[name] = loaded
             return loaded

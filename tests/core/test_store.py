@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -178,6 +180,40 @@ def test_cache_keeps_serving_when_the_new_version_is_unreadable(tmp_path):
     fresh = CollectionCache(store)  # nothing loaded yet: a clear error, not a crash
     with pytest.raises(store_module.CorruptCollection, match="cannot be loaded"):
         fresh.get("docs")
+
+
+def test_cache_does_not_keep_a_version_pruned_while_it_was_read(tmp_path, monkeypatch):
+    """Two writes land while the cache reads a version, and pruning takes that version's BM25
+    folder before the reader opens it: read that way, it looks like a collection written before
+    BM25 (a 409 for every hybrid query). The cache reads the live version instead."""
+    store = IndexStore(tmp_path)
+    read = store.write(make_collection("docs", 5))
+    version_dir, as_read = tmp_path / "docs" / read, tmp_path / "as-read"
+    load = IndexStore.load
+    raced = []
+
+    def load_while_writing(self, name):
+        if raced:
+            return load(self, name)
+        raced.append(read)
+        shutil.copytree(version_dir, as_read)
+        store.write(make_collection("docs", 7, seed=2))
+        store.write(make_collection("docs", 9, seed=3))
+        assert not version_dir.exists()  # pruned
+        # What the reader saw: the pruned version's files, all but the BM25 folder.
+        shutil.copytree(as_read, version_dir)
+        shutil.rmtree(version_dir / store_module.BM25_DIR)
+        with monkeypatch.context() as m:
+            m.setattr(self, "_require_version", lambda _: read)
+            partial = load(self, name)
+        shutil.rmtree(version_dir)
+        assert partial.version == read and partial.lexical is None
+        return partial
+
+    monkeypatch.setattr(IndexStore, "load", load_while_writing)
+    loaded = CollectionCache(store).get("docs")
+    assert raced and loaded.version == store.current_version("docs") != read
+    assert loaded.index.ntotal == 9 and loaded.lexical is not None
 
 
 def test_title_and_section_round_trip_and_rows_without_them_still_load(tmp_path):
