@@ -210,7 +210,7 @@ def main() -> None:
         print(f"  {stage:42} {ms:8.2f} ms  {result['calls_per_ask'].get(stage, '')}")
     if profiler:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.cprofile)
+        pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(args.cprofile)
         print(out.getvalue())
 
 

@@ -10,19 +10,22 @@ from app.api.services import Services
 from app.core.config import Settings
 from app.rag.pipeline import AskPipeline
 
+# The dependencies are coroutines although nothing in them waits: FastAPI runs a plain function
+# dependency in its thread pool, three thread hops per request for three attribute reads.
 
-def get_services(request: Request) -> Services:
+
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
-def get_pipeline(services: ServicesDep) -> AskPipeline:
+async def get_pipeline(services: ServicesDep) -> AskPipeline:
     return services.pipeline
 
 
@@ -37,7 +40,7 @@ READ_ONLY_REFUSAL = (
 )
 
 
-def require_writable_index(settings: SettingsDep) -> None:
+async def require_writable_index(settings: SettingsDep) -> None:
     """For the routes that write the index: a read-only replica refuses them before any work."""
     if settings.read_only:
         raise HTTPException(403, READ_ONLY_REFUSAL)

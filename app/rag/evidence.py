@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from app.core.lexical import is_korean, tokenize
+from app.core.lexical import is_korean, term_set
 from app.core.sentence_vectors import unit_rows
 from app.core.sentences import split_sentences
 from app.rag.retrieval import Passage
@@ -45,7 +46,9 @@ def _is_statement(text: str) -> bool:
     whose words carry their particles)."""
     if text.lstrip().startswith("#") or text.rstrip().endswith(("?", "？")):
         return False
-    return len(text.split()) >= (2 if is_korean(text) else 3)
+    words = len(text.split())
+    # The script is read only where it decides (two words): it costs a pass over every letter.
+    return words >= 3 or (words == 2 and is_korean(text))
 
 
 def passage_sentences(passages: Sequence[Passage]) -> list[EvidenceSentence]:
@@ -91,7 +94,7 @@ class Evidence:
     sentences: list[EvidenceSentence]
     vectors: np.ndarray  # one unit row per sentence
     question_vector: np.ndarray
-    terms: list[set[str]] = field(default_factory=list)
+    terms: list[frozenset[str]] = field(default_factory=list)
     # Inverse document frequency of each term over the sentences themselves, so a word that
     # every candidate shares (the topic) counts less than the one that singles out the answer.
     idf: dict[str, float] = field(default_factory=dict)
@@ -103,7 +106,7 @@ class Evidence:
         sentences = passage_sentences(passages)
         vectors = _sentence_vectors(sentences, passages, embedder)
         question_vector = unit_rows(np.asarray(embedder.embed_query(question), dtype=np.float32))
-        terms = [set(tokenize(s.text)) for s in sentences]
+        terms = [term_set(s.text) for s in sentences]
         n = len(sentences)
         df: dict[str, int] = {}
         for ts in terms:
@@ -124,7 +127,7 @@ class Evidence:
         return self.vectors @ vector
 
 
-def word_share(query_terms: set[str], sentence_terms: set[str]) -> float:
+def word_share(query_terms: AbstractSet[str], sentence_terms: AbstractSet[str]) -> float:
     return len(query_terms & sentence_terms) / len(query_terms) if query_terms else 0.0
 
 
@@ -149,14 +152,14 @@ class SentenceSelector:
 
     def features(self, evidence: Evidence) -> dict[str, np.ndarray]:
         n = len(evidence)
-        q_terms = set(tokenize(evidence.question))
+        q_terms = term_set(evidence.question)
         idf = evidence.idf
         q_weight = sum(idf.get(t, 1.0) for t in q_terms) or 1.0
         by_passage: dict[int, set[str]] = {}
         for s, ts in zip(evidence.sentences, evidence.terms):
             by_passage.setdefault(s.source_id, set()).update(ts)
 
-        def coverage(ts: set[str]) -> float:
+        def coverage(ts: AbstractSet[str]) -> float:
             return sum(idf.get(t, 1.0) for t in q_terms & ts) / q_weight
 
         return {
@@ -224,7 +227,7 @@ def support_scores(
     text: str, vector: np.ndarray, evidence: Evidence
 ) -> np.ndarray:
     """Support of one answer text by each evidence sentence, in 0..1."""
-    terms = set(tokenize(text))
+    terms = term_set(text)
     cos = np.clip(evidence.cosines(vector), 0.0, 1.0)
     if terms:
         contained = np.array([len(terms & ts) / len(terms) for ts in evidence.terms])

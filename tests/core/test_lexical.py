@@ -12,6 +12,7 @@ from app.core.lexical import (
     hangul_share,
     is_korean,
     korean_morphemes,
+    term_set,
     tokenize,
 )
 
@@ -38,6 +39,14 @@ def test_language_is_chosen_by_hangul_share():
     assert hangul_share("한국어") == 1.0
     assert is_korean("이 문장은 한국어로 쓰인 문장이다 with English")
     assert not is_korean("An English sentence that quotes 서울 once.")
+
+
+def test_term_sets_are_the_tokenizers_terms_and_kept_for_repeated_texts():
+    for text in ("FastAPI는 2024년에 출시됐어요.", "The mailbox is red, the mailbox is old.", "", "?!"):
+        assert term_set(text) == frozenset(tokenize(text))
+    hits = term_set.cache_info().hits
+    assert term_set("The mailbox is red, the mailbox is old.") is term_set("The mailbox is red, the mailbox is old.")
+    assert term_set.cache_info().hits >= hits + 2
 
 
 def _corpus():

@@ -19,7 +19,7 @@ QuestionParam = Annotated[
 ]
 
 
-def get_map_cache(request: Request) -> MapCache:
+async def get_map_cache(request: Request) -> MapCache:
     return request.app.state.map_cache
 
 
