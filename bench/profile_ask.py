@@ -11,7 +11,8 @@ process (``time.process_time``: every thread, torch's and ONNX Runtime's include
 attributed to the stage that spent it. Each stage's timer includes the stages nested in it.
 "other" is the rest of a request: HTTP, FastAPI, validation, JSON. ``--cprofile N`` also lists
 the N functions with the most cumulative CPU (cProfile inflates Python-heavy code such as
-transformers' forward; the stage timers are the numbers to quote).
+transformers' forward; the stage timers are the numbers to quote); ``PROFILE_SORT=tottime`` sorts
+that list by each function's own CPU instead.
 
 Prints one JSON line, then a short table.
 """
