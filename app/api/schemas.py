@@ -68,7 +68,7 @@ class RetrieveRequest(BaseModel):
         None, ge=1, le=50, description="passages to retrieve; default from settings", strict=True
     )
     retrieval: RetrievalMode | None = Field(
-        None, description="dense, bm25 or hybrid (both fused by RRF); default from settings"
+        None, description="dense, bm25 or hybrid (both fused by their scores); default from settings"
     )
     diversity: float | None = Field(
         None,

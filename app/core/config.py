@@ -100,7 +100,13 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=50)
     # How passages are ranked unless a request says otherwise; defaults from docs/retrieval.md.
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
-    hybrid_dense_weight: float = Field(0.3, ge=0.0, le=1.0, description="dense share of the RRF weight")
+    hybrid_dense_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="weight of the dense scores in the hybrid fusion (BM25's: the rest); "
+        "unset: the collection's embedding model's (MiniLM 0.65, USE 0.55)",
+    )
     retrieval_diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR: 0 = off")
     retrieval_candidates: int = Field(30, ge=1, le=500, description="per ranking, before fusion/MMR")
     # The three cosine thresholds below belong to the embedding model that made the cosines:
@@ -111,11 +117,11 @@ class Settings(BaseSettings):
     # best sentence's, whichever is higher (app.rag.retrieval.Passage.relevance).
     # Below this relevance a passage is not evidence; if no passage reaches it, the answer is
     # marked ungrounded.
-    min_relevance: float = Field(0.43, ge=-1.0, le=1.0)
+    min_relevance: float = Field(0.44, ge=-1.0, le=1.0)
     # If no retrieved passage reaches this relevance, ragqa answers with the refusal sentence
     # without asking the LLM. Calibrated on squad-v2.0-dev half A (bench/model_thresholds.py):
     # the least confabulation that refuses at most 5% of answerable questions.
-    refusal_min_score: float = Field(0.435, ge=-1.0, le=1.0)
+    refusal_min_score: float = Field(0.45, ge=-1.0, le=1.0)
     # How /v1/ask answers when a request names no mode: "rag" generates, "extractive" quotes
     # the best evidence sentences. "auto": extractive when the LLM is the bundled 135M model
     # (whose generated answers hold the gold answer far less often than a quote does,

@@ -1,4 +1,4 @@
-"""Retrieval over a stored collection: dense, BM25 or both fused by RRF, then optional MMR.
+"""Retrieval over a stored collection: dense, BM25 or both fused by their scores, then optional MMR.
 
 Whatever ranks the passages, ``Passage.score`` is the cosine similarity of the passage to the
 question and ``Passage.relevance`` the higher of it and its best sentence's, so the thresholds
@@ -19,13 +19,11 @@ from app.core.embeddings import (
     EmbedderRegistry,
     EmbeddingModelUnavailable,
     covers,
+    profile_for,
 )
 from app.core.lexical import LexicalIndexMissing, hangul_share, is_korean
 from app.core.sentence_vectors import ChunkSentences, SentenceVectors
 from app.core.store import CollectionCache, CollectionIndex
-
-# RRF's k: 60 as in Cormack et al. (2009); it damps the weight of the very first ranks.
-RRF_K = 60
 
 
 class EmbeddingModelMismatch(Exception):
@@ -69,8 +67,9 @@ class RetrievalMode(str, Enum):
 @dataclass(frozen=True, slots=True)
 class RetrievalOptions:
     mode: RetrievalMode = RetrievalMode.hybrid
-    # Share of the RRF weight that goes to the dense ranking (the rest to BM25).
-    dense_weight: float = 0.3
+    # The dense scores' weight in the fusion (BM25's: the rest); None: the collection's embedding
+    # model's (``ModelProfile.hybrid_dense_weight``).
+    dense_weight: float | None = None
     # 0 = rank by relevance only; higher values trade relevance for novelty (MMR's λ = 1 - diversity).
     diversity: float = 0.0
     # How many candidates each ranking contributes before fusion and MMR (at least top_k).
@@ -118,21 +117,32 @@ class Passage:
         return self.score if self.sentence_score is None else max(self.score, self.sentence_score)
 
 
-def reciprocal_rank_fusion(
-    rankings: list[list[int]], weights: list[float] | None = None, k: int = RRF_K
+def convex_combination(
+    dense: list[tuple[int, float]], lexical: list[tuple[int, float]], dense_weight: float
 ) -> list[tuple[int, float]]:
-    """Fuse ranked id lists: score(d) = sum_i w_i / (k + rank_i(d)), ranks 1-based; best first.
+    """Fuse two scored candidate lists: w·dense + (1 − w)·BM25, each list's scores scaled to 0..1
+    (min-max over that list); best first, ties in the order first seen (the dense list's first).
 
-    Ties keep the order in which ids were first seen, so the result is deterministic.
+    A chunk missing from one list gets 0 from it. Scores, not ranks, so a passage far ahead of the
+    rest keeps its lead, where reciprocal rank fusion credits rank 1 alike whether it wins by a
+    hair or by a mile (Bruch et al., "An Analysis of Fusion Functions for Hybrid Retrieval", 2023).
     """
-    weights = weights if weights is not None else [1.0] * len(rankings)
-    if len(weights) != len(rankings):
-        raise ValueError("one weight per ranking")
-    scores: dict[int, float] = {}
-    for ranking, weight in zip(rankings, weights):
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
-    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+    def scaled(ranking: list[tuple[int, float]]) -> dict[int, float]:
+        if not ranking:
+            return {}
+        values = np.array([score for _, score in ranking], dtype=np.float64)
+        spread = values.max() - values.min()
+        unit = (values - values.min()) / spread if spread > 0 else np.ones(len(values))
+        return {cid: float(u) for (cid, _), u in zip(ranking, unit)}
+
+    dense_unit, lexical_unit = scaled(dense), scaled(lexical)
+    ids = dict.fromkeys([cid for cid, _ in dense] + [cid for cid, _ in lexical])
+    fused = [
+        (cid, dense_weight * dense_unit.get(cid, 0.0) + (1.0 - dense_weight) * lexical_unit.get(cid, 0.0))
+        for cid in ids
+    ]
+    return sorted(fused, key=lambda kv: -kv[1])
 
 
 def maximal_marginal_relevance(
@@ -165,13 +175,16 @@ def maximal_marginal_relevance(
     return picked
 
 
-def by_best_sentence(
-    index: CollectionIndex, sentences: SentenceVectors, query: np.ndarray, ids: list[int]
+def by_dense_score(
+    index: CollectionIndex, sentences: SentenceVectors | None, query: np.ndarray, ids: list[int]
 ) -> list[tuple[int, float]]:
-    """``ids`` ranked by max(chunk cosine, best sentence cosine), best first (ties keep their order)."""
+    """``ids`` ranked by max(chunk cosine, best sentence cosine), or by chunk cosine alone where
+    there are no sentence vectors; best first (ties keep their order)."""
     if not ids:
         return []
-    score = np.maximum(index.vectors_for(ids) @ query, sentences.best_cosines(ids, query))
+    score = index.vectors_for(ids) @ query
+    if sentences is not None:
+        score = np.maximum(score, sentences.best_cosines(ids, query))
     order = np.argsort(-score, kind="stable")
     return [(ids[i], float(score[i])) for i in order]
 
@@ -231,24 +244,28 @@ class Retriever:
         if options.mode is RetrievalMode.dense:
             ranked = [(h.chunk.id, h.score) for h in index.search(query, pool)]
             if sentences is not None:
-                ranked = by_best_sentence(index, sentences, query, [cid for cid, _ in ranked])
+                ranked = by_dense_score(index, sentences, query, [cid for cid, _ in ranked])
         else:
             lexical = self._lexical(index, collection).search(question, pool)
             if options.mode is RetrievalMode.bm25:
                 ranked = lexical
             else:
                 weight = effective_dense_weight(
-                    options.dense_weight, embedder.model_id, question, self.language_of(index)
+                    profile_for(embedder.model_id).hybrid_dense_weight
+                    if options.dense_weight is None
+                    else options.dense_weight,
+                    embedder.model_id,
+                    question,
+                    self.language_of(index),
                 )
-                dense = [h.chunk.id for h in index.search(query, pool)] if weight > 0 else []
-                if dense and sentences is not None:
+                dense: list[tuple[int, float]] = []
+                if weight > 0:
                     # BM25's candidates get a dense score too: a chunk found by its words may
                     # hold the one sentence that means what the question asks.
-                    union = list(dict.fromkeys(dense + [cid for cid, _ in lexical]))
-                    dense = [cid for cid, _ in by_best_sentence(index, sentences, query, union)][:pool]
-                ranked = reciprocal_rank_fusion([dense, [cid for cid, _ in lexical]], [weight, 1.0 - weight])[
-                    :pool
-                ]
+                    found = [h.chunk.id for h in index.search(query, pool)]
+                    union = list(dict.fromkeys(found + [cid for cid, _ in lexical]))
+                    dense = by_dense_score(index, sentences, query, union)
+                ranked = convex_combination(dense, lexical, weight)[:pool]
         if not ranked:
             return []
 

@@ -104,6 +104,37 @@ def test_one_app_serves_collections_of_two_models(two_model_app):
     assert any(s["doc"] == "mailbox.txt" for s in ask.json()["sources"])
 
 
+def test_the_fusion_weighs_dense_scores_by_the_collections_model_unless_set(tmp_path, monkeypatch):
+    import app.rag.retrieval as retrieval
+
+    weights: list[float] = []
+    fuse = retrieval.convex_combination
+
+    def recording(dense, lexical, dense_weight):
+        weights.append(dense_weight)
+        return fuse(dense, lexical, dense_weight)
+
+    monkeypatch.setattr(retrieval, "convex_combination", recording)
+    reg = registry()
+    settings = Settings(_env_file=None, index_dir=tmp_path, llm_base_url="http://fake-llm.invalid/v1")
+    auto = build_ingest_job(settings, IndexStore(tmp_path), reg.default, reg)
+    auto.run(SAMPLES, "english")
+    auto.run(KOREAN_DOCS, "korean")
+    options = RetrievalOptions.from_settings(settings)
+    assert options.dense_weight is None  # RAGQA_HYBRID_DENSE_WEIGHT unset
+    retriever = Retriever(CollectionCache(IndexStore(tmp_path)), reg, options)
+    retriever.run("How do I ingest documents?", "english", 3)
+    retriever.run(KO_QUESTION, "korean", 3)
+    english, korean = MODEL_PROFILES[DEFAULT_EMBEDDING_MODEL], MODEL_PROFILES[USE_MULTILINGUAL]
+    assert english.hybrid_dense_weight != korean.hybrid_dense_weight
+    assert weights == [english.hybrid_dense_weight, korean.hybrid_dense_weight]
+    given = Settings(_env_file=None, index_dir=tmp_path, hybrid_dense_weight=0.2)
+    fixed = Retriever(CollectionCache(IndexStore(tmp_path)), reg, RetrievalOptions.from_settings(given))
+    fixed.run("How do I ingest documents?", "english", 3)
+    fixed.run(KO_QUESTION, "korean", 3)
+    assert weights[2:] == [0.2, 0.2]
+
+
 def test_registry_holds_at_most_two_models():
     made: list[str] = []
 

@@ -1,39 +1,48 @@
-"""Reciprocal rank fusion and maximal marginal relevance on hand-built inputs."""
+"""Score fusion (convex combination) and maximal marginal relevance on hand-built inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app.rag.retrieval import RRF_K, maximal_marginal_relevance, reciprocal_rank_fusion
+from app.rag.retrieval import convex_combination, maximal_marginal_relevance
 
 
-def test_rrf_scores_are_summed_reciprocal_ranks():
-    fused = dict(reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]]))
-    assert fused[1] == pytest.approx(1 / (RRF_K + 1) + 1 / (RRF_K + 2))
-    assert fused[3] == pytest.approx(1 / (RRF_K + 3) + 1 / (RRF_K + 1))
-    assert fused[4] == pytest.approx(1 / (RRF_K + 3))
-    assert set(fused) == {1, 2, 3, 4}
+def test_fused_scores_are_the_weighted_sum_of_min_max_scaled_scores():
+    dense = [(1, 0.9), (2, 0.5), (3, 0.4)]  # scaled: 1, 0.2, 0
+    lexical = [(3, 12.0), (4, 6.0), (1, 4.0)]  # scaled: 1, 0.25, 0
+    fused = dict(convex_combination(dense, lexical, 0.6))
+    assert fused[1] == pytest.approx(0.6 * 1.0 + 0.4 * 0.0)
+    assert fused[2] == pytest.approx(0.6 * 0.2)  # absent from BM25's list: 0 from it
+    assert fused[3] == pytest.approx(0.6 * 0.0 + 0.4 * 1.0)
+    assert fused[4] == pytest.approx(0.4 * 0.25)
+    assert [cid for cid, _ in convex_combination(dense, lexical, 0.6)] == [1, 3, 2, 4]
 
 
-def test_rrf_orders_by_agreement():
-    # 7 is second in both lists, 1 and 9 are first in one and absent from the other.
-    order = [item for item, _ in reciprocal_rank_fusion([[1, 7, 2], [9, 7, 3]])]
-    assert order[0] == 7
-    assert set(order[1:3]) == {1, 9}
+def test_a_wide_lead_counts_where_ranks_would_tie():
+    # Both lists put a different chunk first; the dense list's leader wins by far, BM25's by a hair.
+    dense = [(1, 0.95), (2, 0.30), (3, 0.29)]
+    lexical = [(2, 10.0), (1, 9.9), (3, 1.0)]
+    assert convex_combination(dense, lexical, 0.5)[0][0] == 1
 
 
-def test_rrf_weights_favour_one_ranking():
-    dense, lexical = [1, 2, 3], [3, 2, 1]
-    assert reciprocal_rank_fusion([dense, lexical], [0.9, 0.1])[0][0] == 1
-    assert reciprocal_rank_fusion([dense, lexical], [0.1, 0.9])[0][0] == 3
-    # A zero weight leaves the other ranking's order intact.
-    assert [i for i, _ in reciprocal_rank_fusion([dense, lexical], [1.0, 0.0])] == dense
+def test_the_weight_favours_one_list_and_its_ends_keep_the_other_order():
+    dense, lexical = [(1, 0.9), (2, 0.6), (3, 0.3)], [(3, 9.0), (2, 6.0), (1, 3.0)]
+    assert convex_combination(dense, lexical, 0.9)[0][0] == 1
+    assert convex_combination(dense, lexical, 0.1)[0][0] == 3
+    assert [cid for cid, _ in convex_combination(dense, lexical, 1.0)] == [1, 2, 3]
+    assert [cid for cid, _ in convex_combination(dense, lexical, 0.0)] == [3, 2, 1]
+    # No dense list at all (a model that does not cover the language): BM25's order.
+    assert [cid for cid, _ in convex_combination([], lexical, 0.0)] == [3, 2, 1]
 
 
-def test_rrf_needs_one_weight_per_ranking():
-    with pytest.raises(ValueError):
-        reciprocal_rank_fusion([[1], [2]], [1.0])
+def test_equal_scores_and_ties_are_defined():
+    # A list whose scores are all equal scales to 1: its chunks still beat ones it lacks.
+    fused = dict(convex_combination([(1, 0.5), (2, 0.5)], [(2, 3.0)], 0.5))
+    assert fused == {1: pytest.approx(0.5), 2: pytest.approx(1.0)}
+    # Tied fused scores keep the order first seen, dense list first.
+    assert [cid for cid, _ in convex_combination([(5, 0.8), (6, 0.2)], [(6, 2.0), (5, 1.0)], 0.5)] == [5, 6]
+    assert convex_combination([], [], 0.65) == []
 
 
 def _unit(v):
