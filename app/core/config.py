@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     min_relevance: float = Field(0.44, ge=-1.0, le=1.0)
     # If no retrieved passage reaches this relevance, ragqa answers with the refusal sentence
     # without asking the LLM. Calibrated on squad-v2.0-dev half A (bench/model_thresholds.py):
-    # the least confabulation that refuses at most 5% of answerable questions.
+    # the least confabulation that refuses at most 5% of answerable questions (here and, through
+    # USE's matched value, on each Korean set).
     refusal_min_score: float = Field(0.45, ge=-1.0, le=1.0)
     # How /v1/ask answers when a request names no mode: "rag" generates, "extractive" quotes
     # the best evidence sentences. "auto": extractive when the LLM is the bundled 135M model
