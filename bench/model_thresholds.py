@@ -71,7 +71,8 @@ def rates(ok: np.ndarray, no: np.ndarray, threshold: float) -> dict:
 
 
 def matched(ok: np.ndarray, value: float, other_ok: np.ndarray) -> float:
-    """The value in another model's relevance that refuses the same share of answerable questions."""
+    """The value in another signal (another model's, or another score's) that refuses the same
+    share of answerable questions as ``value`` does in ``ok``."""
     return float(np.quantile(other_ok, float(np.mean(ok < value))))
 
 
@@ -106,8 +107,9 @@ def main() -> None:
     report: dict = {"minilm_squad20": {}, "usem3_korean": {}, "chunk_only": {}}
     ok, no = scores["relevance"][answerable], scores["relevance"][~answerable]
     refusal = calibrate(ok, no, halves[answerable], halves[~answerable], [s["relevance"] for s in ko])
-    share_of_old = float(np.mean(scores["chunk"][answerable] < CHUNK_ONLY[MINILM]["min_relevance"]))
-    minilm = {"refusal_min_score": refusal, "min_relevance": float(np.quantile(ok, share_of_old))}
+    # The evidence threshold refuses the share of answerable questions its old value refused.
+    old_evidence = matched(scores["chunk"][answerable], CHUNK_ONLY[MINILM]["min_relevance"], ok)
+    minilm = {"refusal_min_score": refusal, "min_relevance": old_evidence}
     ko_ok = np.concatenate([s["relevance"] for s in ko])
     ko_no = np.concatenate([s["relevance"] for s in ko_off])
     for name, value in minilm.items():

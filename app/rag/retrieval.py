@@ -48,13 +48,14 @@ def collection_language(index: CollectionIndex) -> str:
     return "ko" if share >= MULTILINGUAL_MIN_HANGUL_SHARE else "en"
 
 
-def effective_dense_weight(weight: float, model: str, question: str, collection_lang: str) -> float:
-    """The dense list's share of the fusion: none when the collection's embedding model does not
-    cover the question's language or the collection's (an English-only model on Korean text
-    gives a near-random list that would pull hybrid below BM25 alone)."""
+def effective_dense_weight(weight: float | None, model: str, question: str, collection_lang: str) -> float:
+    """The dense list's share of the fusion: ``weight``, or the model's own where it is None; none
+    when the collection's embedding model does not cover the question's language or the
+    collection's (an English-only model on Korean text gives a near-random list that would pull
+    hybrid below BM25 alone)."""
     question_lang = "ko" if is_korean(question) else "en"
     if covers(model, question_lang) and covers(model, collection_lang):
-        return weight
+        return profile_for(model).hybrid_dense_weight if weight is None else weight
     return 0.0
 
 
@@ -251,12 +252,7 @@ class Retriever:
                 ranked = lexical
             else:
                 weight = effective_dense_weight(
-                    profile_for(embedder.model_id).hybrid_dense_weight
-                    if options.dense_weight is None
-                    else options.dense_weight,
-                    embedder.model_id,
-                    question,
-                    self.language_of(index),
+                    options.dense_weight, embedder.model_id, question, self.language_of(index)
                 )
                 dense: list[tuple[int, float]] = []
                 if weight > 0:

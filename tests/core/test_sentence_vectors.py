@@ -185,9 +185,8 @@ def test_dense_ranking_takes_a_chunks_best_sentence(tmp_path):
     cache = _collection(tmp_path, texts, chunk_vectors, sentences)
     index = cache.get("c")
     assert [cid for cid, _ in by_dense_score(index, sentences, q, [0, 1])] == [1, 0]
-    # Without sentence vectors, the chunks' cosines alone.
-    chunk_order = [cid for cid, _ in sorted(enumerate((index.vectors_for([0, 1]) @ q).tolist()), key=lambda kv: -kv[1])]
-    assert [cid for cid, _ in by_dense_score(index, None, q, [0, 1])] == chunk_order
+    # Without sentence vectors, the chunks' cosines alone: chunk 0 first.
+    assert [cid for cid, _ in by_dense_score(index, None, q, [0, 1])] == [0, 1]
     retriever = Retriever(cache, embedder)
     dense = RetrievalOptions(mode=RetrievalMode.dense)
     assert [p.id for p in retriever.run(question, "c", 2, dense)] == [1, 0]

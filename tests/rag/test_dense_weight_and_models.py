@@ -34,6 +34,11 @@ def test_dense_weight_is_zero_where_the_model_does_not_cover_the_language():
     assert effective_dense_weight(0.3, USE_MULTILINGUAL, KO_QUESTION, "ko") == 0.3
     # A model ragqa knows nothing of is taken at its word.
     assert effective_dense_weight(0.3, "my/own-model", KO_QUESTION, "ko") == 0.3
+    # Unset: the model's own weight, still none where the model does not cover the language.
+    usem3 = MODEL_PROFILES[USE_MULTILINGUAL].hybrid_dense_weight
+    assert effective_dense_weight(None, USE_MULTILINGUAL, KO_QUESTION, "ko") == usem3
+    assert effective_dense_weight(None, DEFAULT_EMBEDDING_MODEL, KO_QUESTION, "en") == 0.0
+    assert effective_dense_weight(None, "my/own-model", "What is ragqa?", "en") == DEFAULT_PROFILE.hybrid_dense_weight
     assert not covers("all-MiniLM-L6-v2", "ko") and covers("usem3", "ko")
 
 
