@@ -1,11 +1,16 @@
-"""Score fusion (convex combination) and maximal marginal relevance on hand-built inputs."""
+"""Score fusion (convex combination), its hedge and maximal marginal relevance on hand-built inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app.rag.retrieval import convex_combination, maximal_marginal_relevance
+from app.rag.retrieval import (
+    REPEATED_DOCUMENT_PENALTY,
+    convex_combination,
+    hedged,
+    maximal_marginal_relevance,
+)
 
 
 def test_fused_scores_are_the_weighted_sum_of_min_max_scaled_scores():
@@ -43,6 +48,32 @@ def test_equal_scores_and_ties_are_defined():
     # Tied fused scores keep the order first seen, dense list first.
     assert [cid for cid, _ in convex_combination([(5, 0.8), (6, 0.2)], [(6, 2.0), (5, 1.0)], 0.5)] == [5, 6]
     assert convex_combination([], [], 0.65) == []
+
+
+DOCS = {1: "a", 2: "a", 3: "a", 4: "b", 5: "c", 6: "d", 7: "e", 8: "f", 9: "g"}
+
+
+def test_a_third_passage_of_one_document_needs_a_clear_lead():
+    close = [(1, 1.0), (2, 0.95), (3, 0.90), (4, 0.90 - REPEATED_DOCUMENT_PENALTY / 2)]
+    assert [cid for cid, _ in hedged(close, DOCS.__getitem__, [], 4)] == [1, 2, 4, 3]
+    clear = [(1, 1.0), (2, 0.95), (3, 0.90), (4, 0.90 - 2 * REPEATED_DOCUMENT_PENALTY)]
+    assert [cid for cid, _ in hedged(clear, DOCS.__getitem__, [], 4)] == [1, 2, 3, 4]
+    # Scores are kept, and places past the depth keep the fused order.
+    assert dict(hedged(close, DOCS.__getitem__, [], 1)) == dict(close)
+    assert [cid for cid, _ in hedged(close, DOCS.__getitem__, [], 1)] == [1, 2, 3, 4]
+
+
+def test_each_rankings_first_two_stay_within_the_first_five():
+    fused = [(cid, 1.0 - cid / 100) for cid in range(1, 10)]  # 1-3 from one document
+    lexical = [(8, 12.0), (9, 11.0), (1, 3.0)]  # BM25's two best are fused last
+    dense = [(1, 0.8), (2, 0.7)]
+    order = [cid for cid, _ in hedged(fused, DOCS.__getitem__, [dense, lexical], 9)]
+    assert set(order[:5]) >= {1, 2, 8, 9}
+    assert order[:5] == [1, 2, 4, 8, 9]  # fused order among the first five; 3 is a's third
+    assert order[5:] == [5, 6, 7, 3]
+    # A leader the fused list lacks is ignored: the first five are still five.
+    assert len(hedged(fused[:6], DOCS.__getitem__, [[(42, 1.0)], lexical], 6)[:5]) == 5
+    assert hedged([], DOCS.__getitem__, [dense, lexical], 5) == []
 
 
 def _unit(v):
