@@ -173,27 +173,27 @@ def hedged(
     ``LEADERS_WITHIN`` places: min-max scaling lets one list's spread drown the other's clear first
     choice (a chunk first by BM25 and 52nd by cosine). Scores are kept; only the order changes.
     """
+    doc_of = {cid: document(cid) for cid, _ in fused}  # looked up once, not per place
     rest = list(fused)
     order: list[tuple[int, float]] = []
     placed: dict[str, int] = {}
 
     def discounted(i: int) -> float:
         cid, score = rest[i]
-        repeats = placed.get(document(cid), 0) + 1 - FREE_PASSAGES_PER_DOCUMENT
+        repeats = placed.get(doc_of[cid], 0) + 1 - FREE_PASSAGES_PER_DOCUMENT
         return score - REPEATED_DOCUMENT_PENALTY * max(0, repeats)
 
     while rest and len(order) < depth:
         cid, score = rest.pop(max(range(len(rest)), key=discounted))  # the first of equals
         order.append((cid, score))
-        placed[document(cid)] = placed.get(document(cid), 0) + 1
+        placed[doc_of[cid]] = placed.get(doc_of[cid], 0) + 1
     order += rest
 
-    present = {cid for cid, _ in order}
     leaders = [
         ranking[place][0]
         for place in range(LIST_LEADERS)
         for ranking in rankings
-        if place < len(ranking) and ranking[place][0] in present
+        if place < len(ranking) and ranking[place][0] in doc_of  # a leader the fused list lacks: none
     ][:LEADERS_WITHIN]
     first = set(leaders)
     for cid, _ in order:
